@@ -71,7 +71,7 @@ var equivalents = []equivalent{
 	{ops: []string{"push"}, paths: []string{"compose build", "buildx build", "buildx bake"}, flags: []string{"push"}},
 	{ops: []string{"load"}, paths: []string{"buildx build", "buildx bake"}, flags: []string{"load"}},
 	// BuildKit exporters: registry (push), docker/oci tarballs (save), local/tar (export).
-	{ops: []string{"push", "save", "export"}, paths: []string{"buildx build", "docker build", "docker image build"}, flags: []string{"output"}},
+	{ops: []string{"push", "save", "export"}, paths: []string{"buildx build"}, flags: []string{"output"}},
 	{ops: []string{"push", "save", "export"}, paths: []string{"buildx bake"}, flags: []string{"set"},
 		match: &matcher{ExtractKVKey, []pat{{PatSuffix, ".output"}, {PatExact, "output"}, {PatSuffix, ".push"}, {PatExact, "push"}}}},
 }
