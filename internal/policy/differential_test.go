@@ -163,7 +163,9 @@ func TestTablesAgreeWithDirectEvaluation(t *testing.T) {
 				byNode[k.Node] = append(byNode[k.Node], k)
 			}
 			for _, ks := range byNode {
-				sort.Slice(ks, func(i, j int) bool { return string(ks[i].Name[:]) < string(ks[j].Name[:]) || string(ks[i].Name[:]) == string(ks[j].Name[:]) && ks[i].Kind < ks[j].Kind })
+				sort.Slice(ks, func(i, j int) bool {
+					return string(ks[i].Name[:]) < string(ks[j].Name[:]) || string(ks[i].Name[:]) == string(ks[j].Name[:]) && ks[i].Kind < ks[j].Kind
+				})
 			}
 			r := rand.New(rand.NewPCG(seed, uint64(len(name))))
 			verdicts := map[Verdict]int{}

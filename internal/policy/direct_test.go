@@ -10,9 +10,9 @@ import (
 // behind an interpreter that faithfully runs wrong tables.
 
 type position struct {
-	cmd   *Command   // nil for a plugin binary's entry
-	chain []*Command // ancestors in the command's own tree, root first, cmd last
-	path  string
+	cmd    *Command   // nil for a plugin binary's entry
+	chain  []*Command // ancestors in the command's own tree, root first, cmd last
+	path   string
 	entry  string    // "docker", "compose", "buildx" at an entry
 	helpOf *position // set at cobra's help command: its topics are helpOf's children
 }
