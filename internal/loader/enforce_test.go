@@ -1,0 +1,292 @@
+package loader
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as the supervised program: with DW_HELPER set it does one thing and
+// exits before the testing package looks at argv, so it can run under any argv[0] ("docker").
+//
+//	DW_HELPER=connect:PATH          connect to PATH, print "ok" or the errno name
+//	DW_HELPER=setuid:UID:PATH       setuid(UID), then connect
+//	DW_HELPER=exec:PATH:ARG0:ARG... exec PATH with the given argv (a supervised parent)
+func TestMain(m *testing.M) {
+	if h := os.Getenv("DW_HELPER"); h != "" {
+		os.Exit(helper(h))
+	}
+	os.Exit(m.Run())
+}
+
+func helper(h string) int {
+	verb, rest, _ := strings.Cut(h, ":")
+	switch verb {
+	case "connect":
+		fmt.Println(tryConnect(rest))
+		return 0
+	case "setuid":
+		uidStr, path, _ := strings.Cut(rest, ":")
+		uid, _ := strconv.Atoi(uidStr)
+		if err := unix.Setresuid(uid, uid, uid); err != nil {
+			fmt.Println("setuid:", err)
+			return 3
+		}
+		fmt.Println(tryConnect(path))
+		return 0
+	case "exec":
+		parts := strings.Split(rest, ":")
+		env := []string{}
+		err := unix.Exec(parts[0], parts[1:], env)
+		fmt.Println("exec:", err)
+		return 3
+	}
+	fmt.Println("unknown helper", h)
+	return 3
+}
+
+func tryConnect(path string) string {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return "socket: " + err.Error()
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			return unix.ErrnoName(errno)
+		}
+		return err.Error()
+	}
+	return "ok"
+}
+
+// helperCopy puts a copy of the test binary where the test uid can run it.
+func (env *testEnv) helperCopy(t *testing.T, name string) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(env.dir, name)
+	copyFile(t, self, dst)
+	return dst
+}
+
+type runResult struct {
+	state *os.ProcessState
+	out   string
+}
+
+func (r runResult) killed() bool { return killedBySIGKILL(r.state) }
+
+func (r runResult) String() string {
+	return fmt.Sprintf("%v, output %q", r.state, strings.TrimSpace(r.out))
+}
+
+// run starts path with argv and the helper verb, as uid (0 = root) with optional capabilities.
+func run(t *testing.T, uid uint32, path string, argv []string, helperVerb string, caps ...uintptr) runResult {
+	t.Helper()
+	cmd := exec.Command(path)
+	cmd.Args = argv
+	cmd.Env = []string{"DW_HELPER=" + helperVerb}
+	cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: caps}
+	if uid != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", argv, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("run %v: %v", argv, err)
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("run %v: timed out", argv)
+	}
+	return runResult{state: cmd.ProcessState, out: out.String()}
+}
+
+// eventCollector reads raw events in the background.
+type eventCollector struct {
+	rd *EventReader
+	ch chan dockwatchEvent
+}
+
+func collectEvents(t *testing.T, e *Enforcer) *eventCollector {
+	t.Helper()
+	rd, err := e.NewEventReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &eventCollector{rd: rd, ch: make(chan dockwatchEvent, 1024)}
+	t.Cleanup(func() { rd.Close() })
+	go func() {
+		for {
+			raw, err := rd.Read()
+			if err != nil {
+				close(c.ch)
+				return
+			}
+			var ev dockwatchEvent
+			if err := binary.Read(bytes.NewReader(raw), binary.LittleEndian, &ev); err != nil {
+				continue
+			}
+			c.ch <- ev
+		}
+	}()
+	return c
+}
+
+// wait returns the first event (within a few seconds) that match accepts.
+func (c *eventCollector) wait(t *testing.T, what string, match func(*dockwatchEvent) bool) dockwatchEvent {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, ok := <-c.ch:
+			if !ok {
+				t.Fatalf("event reader closed while waiting for %s", what)
+			}
+			if match(&ev) {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no event: %s", what)
+		}
+	}
+}
+
+func pathOf(ev *dockwatchEvent) string {
+	b := make([]byte, 0, len(ev.Path))
+	for _, c := range ev.Path[:min(int(ev.PathLen), len(ev.Path))] {
+		b = append(b, byte(c))
+	}
+	return string(b)
+}
+
+func TestConnectGate(t *testing.T) {
+	requireEnforcement(t)
+	env := newTestEnv(t)
+	untrusted := env.helperCopy(t, "curl")
+	link := filepath.Join(env.dir, "l.sock")
+	if err := os.Symlink(env.sock, link); err != nil {
+		t.Fatal(err)
+	}
+	e := loadOrFail(t, env.options())
+	events := collectEvents(t, e)
+
+	t.Run("not supervised", func(t *testing.T) {
+		r := run(t, 0, untrusted, []string{"curl"}, "connect:"+env.sock)
+		if strings.TrimSpace(r.out) != "ok" || !r.state.Success() {
+			t.Errorf("root connect: %v, want ok", r)
+		}
+		r = run(t, testUID+1, untrusted, []string{"curl"}, "connect:"+env.sock)
+		if strings.TrimSpace(r.out) != "ok" {
+			t.Errorf("other uid connect: %v, want ok", r)
+		}
+	})
+	t.Run("not client denied", func(t *testing.T) {
+		r := run(t, testUID, untrusted, []string{"curl"}, "connect:"+env.sock)
+		if strings.TrimSpace(r.out) != "EPERM" {
+			t.Fatalf("supervised untrusted connect: %v, want EPERM", r)
+		}
+		ev := events.wait(t, "connect denied", func(ev *dockwatchEvent) bool {
+			return ev.Kind == 2 && ev.Uid == testUID && ev.Action == 2
+		})
+		if got := pathOf(&ev); got != env.sock {
+			t.Errorf("event path %q, want %q", got, env.sock)
+		}
+		if ev.Verdict != 4 {
+			t.Errorf("event verdict %d, want NOT_CLIENT (4)", ev.Verdict)
+		}
+	})
+	t.Run("abstract and other sockets untouched", func(t *testing.T) {
+		other := filepath.Join(env.dir, "o.sock")
+		ln, err := net.Listen("unix", other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		os.Chmod(other, 0o777)
+		go func() {
+			c, err := ln.Accept()
+			if err == nil {
+				c.Close()
+			}
+		}()
+		r := run(t, testUID, untrusted, []string{"curl"}, "connect:"+other)
+		if strings.TrimSpace(r.out) != "ok" {
+			t.Errorf("supervised connect to an unprotected socket: %v, want ok", r)
+		}
+	})
+	t.Run("symlink killed", func(t *testing.T) {
+		r := run(t, testUID, untrusted, []string{"curl"}, "connect:"+link)
+		if !r.killed() {
+			t.Fatalf("connect through a symlink: %v, want SIGKILL", r)
+		}
+		ev := events.wait(t, "post-connect kill", func(ev *dockwatchEvent) bool {
+			return ev.Kind == 2 && ev.Uid == testUID && ev.Action == 1
+		})
+		var st unix.Stat_t
+		if err := unix.Stat(env.sock, &st); err != nil {
+			t.Fatal(err)
+		}
+		if ev.SockIno != st.Ino || ev.SockDev != KernelDev(st.Dev) {
+			t.Errorf("event socket %d:%d, want %d:%d", ev.SockDev, ev.SockIno, KernelDev(st.Dev), st.Ino)
+		}
+	})
+	t.Run("proc root path killed", func(t *testing.T) {
+		r := run(t, testUID, untrusted, []string{"curl"}, "connect:/proc/self/root"+env.sock)
+		if !r.killed() {
+			t.Fatalf("connect through /proc/self/root: %v, want SIGKILL", r)
+		}
+	})
+	t.Run("mark survives setuid", func(t *testing.T) {
+		// Starts as the supervised uid with CAP_SETUID, becomes an unsupervised uid.
+		r := run(t, testUID, untrusted, []string{"curl"}, fmt.Sprintf("setuid:%d:%s", testUID+1, env.sock), unix.CAP_SETUID)
+		if strings.TrimSpace(r.out) != "EPERM" {
+			t.Fatalf("after setuid away from the supervised uid: %v, want EPERM", r)
+		}
+	})
+}
+
+func TestConnectGateAudit(t *testing.T) {
+	requireEnforcement(t)
+	env := newTestEnv(t)
+	untrusted := env.helperCopy(t, "curl")
+	opts := env.options()
+	opts.Audit = true
+	e := loadOrFail(t, opts)
+	events := collectEvents(t, e)
+	r := run(t, testUID, untrusted, []string{"curl"}, "connect:"+env.sock)
+	if strings.TrimSpace(r.out) != "ok" {
+		t.Fatalf("audit mode connect: %v, want ok", r)
+	}
+	ev := events.wait(t, "audit connect event", func(ev *dockwatchEvent) bool {
+		return ev.Kind == 2 && ev.Uid == testUID
+	})
+	if ev.Action != 0 || ev.Flags&16 == 0 {
+		t.Errorf("audit event action %d flags %#x, want none and EVENT_F_AUDIT", ev.Action, ev.Flags)
+	}
+}
