@@ -286,3 +286,35 @@ func TestBlockedOwnContainerAttach(t *testing.T) {
 		t.Errorf("Blocked = %v, want only the attach to the existing container", got)
 	}
 }
+
+func TestEscapes(t *testing.T) {
+	sensitive := []string{"/etc", "/var/run/docker.sock"}
+	create := func(hc string) Request {
+		return Request{Method: "POST", Path: "/containers/create", Body: `{"Image":"alpine","HostConfig":` + hc + `}`}
+	}
+	cases := []struct {
+		req  Request
+		want string
+	}{
+		{create(`{"Privileged":true,"Binds":["/:/host"]}`), "Binds /:/host,Privileged"},
+		{create(`{"PidMode":"host","NetworkMode":"container:x"}`), "NetworkMode container:x,PidMode host"},
+		{create(`{"Binds":["/etc/ssl:/x:ro","/srv/data:/d","named:/n"]}`), "Binds /etc/ssl:/x:ro"},
+		{create(`{"Mounts":[{"Type":"bind","Source":"/var/run"}],"SecurityOpt":["seccomp=unconfined"]}`), "Mounts bind /var/run,SecurityOpt seccomp=unconfined"},
+		{create(`{"CapAdd":["SYS_ADMIN"],"VolumesFrom":["ctr"]}`), "CapAdd,VolumesFrom"},
+		{create(`{"NetworkMode":"bridge","Binds":["/srv:/srv"]}`), ""},
+		{Request{Method: "POST", Path: "/volumes/create", Body: `{"DriverOpts":{"type":"none","o":"bind","device":"/"}}`}, "DriverOpts device /"},
+		{Request{Method: "POST", Path: "/containers/ctr/checkpoints", Body: `{"CheckpointID":"c","CheckpointDir":"/etc"}`}, "CheckpointDir /etc"},
+		{Request{Method: "GET", Path: "/containers/json"}, ""},
+	}
+	for _, c := range cases {
+		got := ""
+		if e := Escapes([]Request{c.req}, sensitive); len(e) == 1 {
+			got = strings.Join(e[0].Reasons, ",")
+		} else if len(e) > 1 {
+			t.Fatalf("one request gave %d escapes", len(e))
+		}
+		if got != c.want {
+			t.Errorf("Escapes(%s %s) = %q, want %q", c.req, c.req.Body, got, c.want)
+		}
+	}
+}
