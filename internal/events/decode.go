@@ -135,6 +135,9 @@ func Decode(raw []byte) (Record, error) {
 	if argvLen > policy.MaxArgvBytes || int(argvLen) != len(raw)-HeaderSize {
 		return r, fmt.Errorf("%w: argv length %d, record has %d bytes after the header", ErrMalformed, argvLen, len(raw)-HeaderSize)
 	}
+	if r.Kind == RecordConnect && argvLen != 0 {
+		return r, fmt.Errorf("%w: connect record with %d bytes of argv", ErrMalformed, argvLen)
+	}
 	r.Path = string(raw[offPath : offPath+int(pathLen)])
 	if r.Kind == RecordExec {
 		r.ArgvBytes = int(argvLen)

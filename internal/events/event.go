@@ -45,7 +45,7 @@ type Event struct {
 	Exe           string    `json:"exe,omitempty"`
 	Mode          string    `json:"mode,omitempty"` // enforcement mode: lsm|tracepoint
 	Binary        string    `json:"binary,omitempty"`
-	Socket        string    `json:"socket,omitempty"` // connect: the path given, or the peer's dev:ino
+	Socket        string    `json:"socket,omitempty"`         // connect: the path given, or the peer's dev:ino
 	Kernel        string    `json:"kernel_verdict,omitempty"` // divergence: what BPF decided
 	Message       string    `json:"message,omitempty"`        // daemon events
 }
