@@ -18,7 +18,7 @@
 
 #include "kernel.h"
 #include "dockwatch.h"
-#include "exec_classify.h"
+#include "classify.h"
 
 #define SIGKILL 9
 #define AF_UNIX 1
@@ -28,6 +28,9 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile struct dw_config dw_cfg = {};
+
+/* Keeps struct event in the BTF, for bpf2go's Go type; the ring buffer map cannot name it. */
+const struct event *unused_event __attribute__((unused));
 
 /* Real or effective UIDs whose processes are supervised. */
 struct {
@@ -103,31 +106,12 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* An event header plus room for argv, too big for the 512-byte stack. */
-struct event_buf {
-	struct event ev;
-	__u8 argv[MAX_ARGV_BYTES];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct event_buf);
-} event_scratch SEC(".maps");
-
 static __always_inline void count(__u32 idx)
 {
 	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
 
 	if (c)
 		*c += 1;
-}
-
-static __always_inline void emit(struct event_buf *buf, __u64 size)
-{
-	if (bpf_ringbuf_output(&events, buf, size, 0))
-		count(COUNTER_RINGBUF_DROPS);
 }
 
 static __always_inline int uid_supervised(struct task_struct *task)
@@ -146,15 +130,9 @@ static __always_inline int verdict_allows(__u8 verdict)
 	       (verdict == VERDICT_UNDECIDED && dw_cfg.undecided_allow);
 }
 
-static __always_inline struct event_buf *event_start(struct task_struct *task, __u32 kind)
+/* Fills the fields every event has. */
+static __always_inline void event_fill(struct event *ev, struct task_struct *task, __u32 kind)
 {
-	__u32 zero = 0;
-	struct event_buf *buf = bpf_map_lookup_elem(&event_scratch, &zero);
-	struct event *ev;
-
-	if (!buf)
-		return NULL;
-	ev = &buf->ev;
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->kind = kind;
 	ev->ktime_ns = bpf_ktime_get_boot_ns();
@@ -165,7 +143,6 @@ static __always_inline struct event_buf *event_start(struct task_struct *task, _
 	ev->uid = BPF_CORE_READ(task, cred, uid.val);
 	ev->euid = BPF_CORE_READ(task, cred, euid.val);
 	ev->bin = BIN_NONE;
-	return buf;
 }
 
 /*
@@ -216,17 +193,59 @@ int BPF_PROG(dw_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/*
+ * Sends the exec event: header plus the argv bytes that were read, in one record sized to fit
+ * (a dynptr reservation may have a variable size, a plain one may not).
+ */
+static __always_inline void emit_exec(struct task_struct *task, struct file_id *exe, __u8 bin,
+				      __u8 verdict, __u8 action, __u8 flags, struct result *res,
+				      struct classify_scratch *s)
+{
+	struct bpf_dynptr dp;
+	struct event *ev;
+	__u64 argv_len = s ? s->argv.nbytes : 0;
+
+	if (argv_len > MAX_ARGV_BYTES)
+		argv_len = MAX_ARGV_BYTES;
+	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(*ev) + argv_len, 0, &dp)) {
+		count(COUNTER_RINGBUF_DROPS);
+		goto discard;
+	}
+	ev = bpf_dynptr_data(&dp, 0, sizeof(*ev));
+	if (!ev)
+		goto discard;
+	event_fill(ev, task, EVENT_EXEC);
+	ev->exe_ino = exe->ino;
+	ev->exe_dev = exe->dev;
+	ev->bin = bin;
+	ev->verdict = verdict;
+	ev->action = action;
+	ev->flags = flags;
+	ev->res.verdict = res->verdict;
+	ev->res.rule = res->rule;
+	ev->res.help = res->help;
+	ev->res.node = res->node;
+	ev->res.effect = res->effect;
+	ev->res.token = res->token;
+	ev->argv_len = argv_len;
+	if (s && argv_len && bpf_dynptr_write(&dp, sizeof(*ev), s->argv.data, argv_len, 0))
+		goto discard;
+	bpf_ringbuf_submit_dynptr(&dp, 0);
+	return;
+discard:
+	/* A failed reservation must be discarded too: the verifier tracks the dynptr. */
+	bpf_ringbuf_discard_dynptr(&dp, 0);
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
 {
-	struct proc_state *st;
-	struct event_buf *buf;
-	struct event *ev;
+	struct classify_scratch *s = NULL;
+	struct result res = {};
 	struct file_id id = {};
-	struct dw_result res = {};
-	__u8 *bin, verdict, flags = 0, action = ACTION_NONE;
-	__u32 argv_len = 0;
+	struct proc_state *st;
 	struct inode *inode;
+	__u8 *binp, bin, verdict, flags = 0, action = ACTION_NONE;
 
 	/*
 	 * The hook runs after exec has committed: de_thread made the caller the group leader,
@@ -236,7 +255,7 @@ int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm
 	st = supervised_state(task, 1);
 	if (!st) {
 		if (uid_supervised(task)) {
-			/* Supervised but no room to store it: do not let a client run unjudged. */
+			/* Supervised, but no room to keep a verdict: fail closed. */
 			bpf_send_signal(SIGKILL);
 		}
 		return 0;
@@ -247,48 +266,41 @@ int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm
 	inode = BPF_CORE_READ(bprm, file, f_inode);
 	id.ino = BPF_CORE_READ(inode, i_ino);
 	id.dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	bin = bpf_map_lookup_elem(&trusted_clients, &id);
-	if (!bin) {
+	binp = bpf_map_lookup_elem(&trusted_clients, &id);
+	if (!binp) {
 		st->verdict = VERDICT_NOT_CLIENT;
 		st->bin = BIN_NONE;
 		return 0;
 	}
+	bin = *binp;
 
 	if (BPF_CORE_READ(task, ptrace)) {
 		/* A tracer could rewrite the vetted argv or memory after this check. */
 		verdict = VERDICT_BLOCK;
 		flags |= EVENT_F_PTRACED;
+	} else if (!(s = scratch_acquire())) {
+		verdict = VERDICT_UNDECIDED;
+		flags |= EVENT_F_ARGV_TRUNCATED;
 	} else {
 		struct mm_struct *mm = BPF_CORE_READ(task, mm);
 
-		verdict = dw_classify_exec(*bin, BPF_CORE_READ(mm, arg_start),
-					   BPF_CORE_READ(mm, arg_end), &res, &flags);
+		argv_read_user(s, BPF_CORE_READ(mm, arg_start), BPF_CORE_READ(mm, arg_end));
+		classify(s, bin, &res);
+		verdict = res.verdict;
+		if (s->argv.truncated || s->argv.fault)
+			flags |= EVENT_F_ARGV_TRUNCATED;
 	}
 	st->verdict = verdict;
-	st->bin = *bin;
+	st->bin = bin;
 
 	if (verdict == VERDICT_BLOCK || (verdict == VERDICT_UNDECIDED && !dw_cfg.undecided_allow)) {
 		/* Delivered before the return to user mode: the new image never runs. */
 		bpf_send_signal(SIGKILL);
 		action = ACTION_KILLED;
 	}
-
-	buf = event_start(task, EVENT_EXEC);
-	if (!buf)
-		return 0;
-	ev = &buf->ev;
-	ev->exe_ino = id.ino;
-	ev->exe_dev = id.dev;
-	ev->bin = *bin;
-	ev->verdict = verdict;
-	ev->action = action;
-	ev->flags = flags;
-	ev->res = res;
-	argv_len = dw_argv_copy(buf->argv);
-	if (argv_len > MAX_ARGV_BYTES)
-		argv_len = MAX_ARGV_BYTES;
-	ev->argv_len = argv_len;
-	emit(buf, sizeof(struct event) + argv_len);
+	emit_exec(task, &id, bin, verdict, action, flags, &res, s);
+	if (s)
+		scratch_release(s);
 	return 0;
 }
 
@@ -329,13 +341,14 @@ static __always_inline int read_sun_path(struct sock_path *key, const void *sun_
 static __always_inline void emit_connect(struct task_struct *task, struct sock_path *key,
 					 __u8 verdict, __u8 action, __u8 flags, struct file_id *sock)
 {
-	struct event_buf *buf = event_start(task, EVENT_CONNECT);
-	struct event *ev;
+	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	__u32 i;
 
-	if (!buf)
+	if (!ev) {
+		count(COUNTER_RINGBUF_DROPS);
 		return;
-	ev = &buf->ev;
+	}
+	event_fill(ev, task, EVENT_CONNECT);
 	ev->verdict = verdict;
 	ev->action = action;
 	ev->flags = flags;
@@ -349,7 +362,7 @@ static __always_inline void emit_connect(struct task_struct *task, struct sock_p
 			;
 		ev->path_len = i;
 	}
-	emit(buf, sizeof(struct event));
+	bpf_ringbuf_submit(ev, 0);
 }
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;

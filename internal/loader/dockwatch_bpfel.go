@@ -13,10 +13,98 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type dockwatchDwArgvRaw struct {
+type dockwatchClassifyScratch struct {
 	_    structs.HostLayout
-	Len  uint32
-	Data [8192]uint8
+	Busy uint32
+	Pad  uint32
+	Rd   struct {
+		_    structs.HostLayout
+		Src  uint64
+		User uint8
+		Pad  [7]uint8
+	}
+	St struct {
+		_          structs.HostLayout
+		Slot       uint32
+		Gen        uint32
+		I          uint32
+		N          uint32
+		Node       uint16
+		LeafTok    uint16
+		Help       uint8
+		Dashdash   uint8
+		RootDd     uint8
+		Done       uint8
+		FirstBlock struct {
+			_      structs.HostLayout
+			Set    uint8
+			Rule   uint8
+			Effect uint16
+			Token  uint16
+			Pad    uint16
+		}
+		FirstAudit struct {
+			_      structs.HostLayout
+			Set    uint8
+			Rule   uint8
+			Effect uint16
+			Token  uint16
+			Pad    uint16
+		}
+		Res struct {
+			_       structs.HostLayout
+			Verdict uint8
+			Rule    uint8
+			Help    uint8
+			Pad     uint8
+			Node    uint16
+			Effect  uint16
+			Token   uint16
+			Pad2    uint16
+		}
+		T_idx     uint32
+		T_off     uint32
+		T_len     uint32
+		J         uint32
+		M_off     uint32
+		M_len     uint32
+		M_fstart  uint32
+		M_eq      uint32
+		M_pat     uint16
+		M_npat    uint8
+		M_extract uint8
+		M_hit     uint8
+		Pad1      [3]uint8
+		C_off     uint32
+		C_len     uint32
+		C_L       uint32
+		C_path    uint8
+		C_hit     uint8
+		C_keys    uint8
+		Pad2      uint8
+		ScOff     uint32
+		ScLen     uint32
+		ScRes     uint32
+		ScCh      uint8
+		Pad3      [3]uint8
+		L_off     uint32
+		L_len     uint32
+		L_k       uint32
+		L_o       uint32
+		Key       dockwatchLexKey
+	}
+	Argv struct {
+		_         structs.HostLayout
+		Ntok      uint32
+		Nbytes    uint32
+		Total     uint32
+		Truncated uint8
+		Fault     uint8
+		Pad       uint16
+		Off       [256]uint16
+		Len       [256]uint16
+		Data      [16448]uint8
+	}
 }
 
 type dockwatchDwConfig struct {
@@ -27,6 +115,16 @@ type dockwatchDwConfig struct {
 	EnterPathCheck uint8
 	PostCheck      uint8
 	Pad            [3]uint8
+}
+
+type dockwatchEffect struct {
+	_       structs.HostLayout
+	Kind    uint8
+	Rule    uint8
+	Extract uint8
+	Npat    uint8
+	Pat     uint16
+	Pad     uint16
 }
 
 type dockwatchEvent struct {
@@ -64,17 +162,39 @@ type dockwatchEvent struct {
 	_    [4]byte
 }
 
-type dockwatchEventBuf struct {
-	_    structs.HostLayout
-	Ev   dockwatchEvent
-	Argv [8192]uint8
-}
-
 type dockwatchFileId struct {
 	_   structs.HostLayout
 	Ino uint64
 	Dev uint32
 	Pad uint32
+}
+
+type dockwatchLexKey struct {
+	_    structs.HostLayout
+	Node uint16
+	Kind uint8
+	Len  uint8
+	Name [32]uint8
+}
+
+type dockwatchLexVal struct {
+	_          structs.HostLayout
+	Target     uint16
+	TakesValue uint8
+	Pad        uint8
+}
+
+type dockwatchNode struct {
+	_          structs.HostLayout
+	LeafEffect uint16
+	Flags      uint16
+}
+
+type dockwatchPattern struct {
+	_    structs.HostLayout
+	Kind uint8
+	Len  uint8
+	S    [64]uint8
 }
 
 type dockwatchProcState struct {
@@ -94,15 +214,21 @@ type dockwatchSockPath struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	dockwatchMapClsScratch      = "cls_scratch"
 	dockwatchMapConnectFds      = "connect_fds"
 	dockwatchMapCounters        = "counters"
-	dockwatchMapDwArgvStub      = "dw_argv_stub"
-	dockwatchMapEventScratch    = "event_scratch"
+	dockwatchMapEffects         = "effects"
+	dockwatchMapEntries         = "entries"
 	dockwatchMapEvents          = "events"
+	dockwatchMapLexicon         = "lexicon"
+	dockwatchMapNodes           = "nodes"
+	dockwatchMapPatterns        = "patterns"
 	dockwatchMapProcStates      = "proc_states"
 	dockwatchMapProtectedInodes = "protected_inodes"
 	dockwatchMapProtectedPaths  = "protected_paths"
+	dockwatchMapRules           = "rules"
 	dockwatchMapSupervisedUids  = "supervised_uids"
+	dockwatchMapTableGen        = "table_gen"
 	dockwatchMapTrustedClients  = "trusted_clients"
 	dockwatchProgDwConnectUnix  = "dw_connect_unix"
 	dockwatchProgDwEnterConnect = "dw_enter_connect"
@@ -110,6 +236,7 @@ const (
 	dockwatchProgDwExitConnect  = "dw_exit_connect"
 	dockwatchProgDwFork         = "dw_fork"
 	dockwatchVarDwCfg           = "dw_cfg"
+	dockwatchVarUnusedEvent     = "unused_event"
 )
 
 // loadDockwatch returns the embedded CollectionSpec for dockwatch.
@@ -165,15 +292,21 @@ type dockwatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dockwatchMapSpecs struct {
+	ClsScratch      *ebpf.MapSpec `ebpf:"cls_scratch"`
 	ConnectFds      *ebpf.MapSpec `ebpf:"connect_fds"`
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
-	DwArgvStub      *ebpf.MapSpec `ebpf:"dw_argv_stub"`
-	EventScratch    *ebpf.MapSpec `ebpf:"event_scratch"`
+	Effects         *ebpf.MapSpec `ebpf:"effects"`
+	Entries         *ebpf.MapSpec `ebpf:"entries"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
+	Lexicon         *ebpf.MapSpec `ebpf:"lexicon"`
+	Nodes           *ebpf.MapSpec `ebpf:"nodes"`
+	Patterns        *ebpf.MapSpec `ebpf:"patterns"`
 	ProcStates      *ebpf.MapSpec `ebpf:"proc_states"`
 	ProtectedInodes *ebpf.MapSpec `ebpf:"protected_inodes"`
 	ProtectedPaths  *ebpf.MapSpec `ebpf:"protected_paths"`
+	Rules           *ebpf.MapSpec `ebpf:"rules"`
 	SupervisedUids  *ebpf.MapSpec `ebpf:"supervised_uids"`
+	TableGen        *ebpf.MapSpec `ebpf:"table_gen"`
 	TrustedClients  *ebpf.MapSpec `ebpf:"trusted_clients"`
 }
 
@@ -181,7 +314,8 @@ type dockwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dockwatchVariableSpecs struct {
-	DwCfg *ebpf.VariableSpec `ebpf:"dw_cfg"`
+	DwCfg       *ebpf.VariableSpec `ebpf:"dw_cfg"`
+	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // dockwatchObjects contains all objects after they have been loaded into the kernel.
@@ -204,29 +338,41 @@ func (o *dockwatchObjects) Close() error {
 //
 // It can be passed to loadDockwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dockwatchMaps struct {
+	ClsScratch      *ebpf.Map `ebpf:"cls_scratch"`
 	ConnectFds      *ebpf.Map `ebpf:"connect_fds"`
 	Counters        *ebpf.Map `ebpf:"counters"`
-	DwArgvStub      *ebpf.Map `ebpf:"dw_argv_stub"`
-	EventScratch    *ebpf.Map `ebpf:"event_scratch"`
+	Effects         *ebpf.Map `ebpf:"effects"`
+	Entries         *ebpf.Map `ebpf:"entries"`
 	Events          *ebpf.Map `ebpf:"events"`
+	Lexicon         *ebpf.Map `ebpf:"lexicon"`
+	Nodes           *ebpf.Map `ebpf:"nodes"`
+	Patterns        *ebpf.Map `ebpf:"patterns"`
 	ProcStates      *ebpf.Map `ebpf:"proc_states"`
 	ProtectedInodes *ebpf.Map `ebpf:"protected_inodes"`
 	ProtectedPaths  *ebpf.Map `ebpf:"protected_paths"`
+	Rules           *ebpf.Map `ebpf:"rules"`
 	SupervisedUids  *ebpf.Map `ebpf:"supervised_uids"`
+	TableGen        *ebpf.Map `ebpf:"table_gen"`
 	TrustedClients  *ebpf.Map `ebpf:"trusted_clients"`
 }
 
 func (m *dockwatchMaps) Close() error {
 	return _DockwatchClose(
+		m.ClsScratch,
 		m.ConnectFds,
 		m.Counters,
-		m.DwArgvStub,
-		m.EventScratch,
+		m.Effects,
+		m.Entries,
 		m.Events,
+		m.Lexicon,
+		m.Nodes,
+		m.Patterns,
 		m.ProcStates,
 		m.ProtectedInodes,
 		m.ProtectedPaths,
+		m.Rules,
 		m.SupervisedUids,
+		m.TableGen,
 		m.TrustedClients,
 	)
 }
@@ -235,7 +381,8 @@ func (m *dockwatchMaps) Close() error {
 //
 // It can be passed to loadDockwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dockwatchVariables struct {
-	DwCfg *ebpf.Variable `ebpf:"dw_cfg"`
+	DwCfg       *ebpf.Variable `ebpf:"dw_cfg"`
+	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // dockwatchPrograms contains all programs after they have been loaded into the kernel.

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockwatch/dockwatch/internal/policy"
 )
 
 // The test binary doubles as the supervised program: with DW_HELPER set it does one thing and
@@ -23,7 +25,7 @@ import (
 //
 //	DW_HELPER=connect:PATH          connect to PATH, print "ok" or the errno name
 //	DW_HELPER=setuid:UID:PATH       setuid(UID), then connect
-//	DW_HELPER=exec:PATH:ARG0:ARG... exec PATH with the given argv (a supervised parent)
+//	DW_HELPER=exec:PATH:ARG0:ARG... exec PATH with the given argv and DW_HELPER=$DW_NEXT
 func TestMain(m *testing.M) {
 	if h := os.Getenv("DW_HELPER"); h != "" {
 		os.Exit(helper(h))
@@ -48,8 +50,7 @@ func helper(h string) int {
 		return 0
 	case "exec":
 		parts := strings.Split(rest, ":")
-		env := []string{}
-		err := unix.Exec(parts[0], parts[1:], env)
+		err := unix.Exec(parts[0], parts[1:], []string{"DW_HELPER=" + os.Getenv("DW_NEXT")})
 		fmt.Println("exec:", err)
 		return 3
 	}
@@ -99,9 +100,14 @@ func (r runResult) String() string {
 // run starts path with argv and the helper verb, as uid (0 = root) with optional capabilities.
 func run(t *testing.T, uid uint32, path string, argv []string, helperVerb string, caps ...uintptr) runResult {
 	t.Helper()
+	return runEnv(t, uid, path, argv, []string{"DW_HELPER=" + helperVerb}, caps...)
+}
+
+func runEnv(t *testing.T, uid uint32, path string, argv []string, env []string, caps ...uintptr) runResult {
+	t.Helper()
 	cmd := exec.Command(path)
 	cmd.Args = argv
-	cmd.Env = []string{"DW_HELPER=" + helperVerb}
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: caps}
 	if uid != 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
@@ -288,5 +294,94 @@ func TestConnectGateAudit(t *testing.T) {
 	})
 	if ev.Action != 0 || ev.Flags&16 == 0 {
 		t.Errorf("audit event action %d flags %#x, want none and EVENT_F_AUDIT", ev.Action, ev.Flags)
+	}
+}
+
+func TestExecVerdict(t *testing.T) {
+	requireEnforcement(t)
+	env := newTestEnv(t)
+	tables, err := policy.Compile(policy.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := env.options()
+	opts.Tables = tables
+	// The trusted "docker": /bin/true copied (the brief's case) plus the test binary, which can
+	// report what it was allowed to do.
+	helperClient := env.helperCopy(t, "docker-helper")
+	opts.Clients = append(opts.Clients, helperClient)
+	copied := env.helperCopy(t, "docker-copy")
+	e := loadOrFail(t, opts)
+	events := collectEvents(t, e)
+
+	t.Run("blocked command killed before it runs", func(t *testing.T) {
+		r := run(t, testUID, env.client, []string{"docker", "exec", "c", "sh"}, "")
+		if !r.killed() {
+			t.Fatalf("docker exec: %v, want SIGKILL", r)
+		}
+		ev := events.wait(t, "exec block event", func(ev *dockwatchEvent) bool {
+			return ev.Kind == 1 && ev.Uid == testUID && ev.Verdict == uint8(policy.VerdictBlock)
+		})
+		if ev.Action != 1 || ev.Res.Rule != uint8(policy.RuleBlockedSubcommand) || ev.Bin != uint8(policy.BinDocker) {
+			t.Errorf("event %+v", ev)
+		}
+		// The helper binary would print before doing anything: nothing may come out.
+		r = run(t, testUID, helperClient, []string{"docker", "exec", "c", "sh"}, "connect:"+env.sock)
+		if !r.killed() || r.out != "" {
+			t.Fatalf("helper as docker exec: %v, want SIGKILL and no output", r)
+		}
+	})
+	t.Run("allowed command runs and may connect", func(t *testing.T) {
+		r := run(t, testUID, env.client, []string{"docker", "ps"}, "")
+		if !r.state.Success() {
+			t.Fatalf("docker ps: %v, want success", r)
+		}
+		r = run(t, testUID, helperClient, []string{"docker", "ps"}, "connect:"+env.sock)
+		if strings.TrimSpace(r.out) != "ok" {
+			t.Fatalf("docker ps connect: %v, want ok", r)
+		}
+		ev := events.wait(t, "exec allow event", func(ev *dockwatchEvent) bool {
+			return ev.Kind == 1 && ev.Uid == testUID && ev.Verdict == uint8(policy.VerdictAllow)
+		})
+		if ev.Action != 0 || ev.ArgvLen != uint32(len("docker\x00ps\x00")) {
+			t.Errorf("event %+v", ev)
+		}
+	})
+	t.Run("copied client is not trusted", func(t *testing.T) {
+		r := run(t, testUID, copied, []string{"docker", "ps"}, "connect:"+env.sock)
+		if strings.TrimSpace(r.out) != "EPERM" {
+			t.Fatalf("copied docker ps connect: %v, want EPERM", r)
+		}
+	})
+	t.Run("verdict is not inherited by a new exec", func(t *testing.T) {
+		// An allowed client execs something else: the new image is NOT_CLIENT.
+		r := runEnv(t, testUID, helperClient, []string{"docker", "ps"},
+			[]string{"DW_HELPER=exec:" + copied + ":curl", "DW_NEXT=connect:" + env.sock})
+		if strings.TrimSpace(r.out) != "EPERM" {
+			t.Fatalf("after exec from an allowed client: %v, want EPERM", r)
+		}
+	})
+	t.Run("unsupervised uid runs anything", func(t *testing.T) {
+		r := run(t, testUID+1, env.client, []string{"docker", "exec", "c", "sh"}, "")
+		if !r.state.Success() {
+			t.Fatalf("unsupervised docker exec: %v, want success", r)
+		}
+	})
+	t.Run("undecided killed", func(t *testing.T) {
+		argv := []string{"docker", "ps"}
+		for range policy.MaxTokens {
+			argv = append(argv, "-a")
+		}
+		r := run(t, testUID, env.client, argv, "")
+		if !r.killed() {
+			t.Fatalf("docker with %d tokens: %v, want SIGKILL", len(argv), r)
+		}
+	})
+	c, err := e.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RingBufDrops != 0 || c.StorageFails != 0 {
+		t.Errorf("counters %+v, want none", c)
 	}
 }

@@ -162,7 +162,7 @@ func (e *Enforcer) fill(opts Options, socks []protectedSocket) error {
 		}
 	}
 	if opts.Tables != nil {
-		if err := writeTables(e.coll, opts.Tables); err != nil {
+		if err := writeExecTables(e.coll, opts.Tables); err != nil {
 			return fmt.Errorf("classifier tables: %w", err)
 		}
 	}
