@@ -50,6 +50,12 @@ type Daemon struct {
 	done chan struct{}
 }
 
+// Every daemon directory is os.TempDir()/dirPrefix*, holding ownerFile with the test's pid.
+const (
+	dirPrefix = "dwd"
+	ownerFile = "owner.pid"
+)
+
 // Paths of the distribution's binaries (Debian's docker.io and busybox-static).
 const (
 	dockerdPath = "/usr/sbin/dockerd"
@@ -81,10 +87,16 @@ func Start(t testing.TB, opt Options) *Daemon {
 		t.Skipf("no static busybox for the test image: %v", err)
 	}
 
+	if err := removeStale(); err != nil {
+		t.Logf("removing what crashed runs left: %v", err)
+	}
 	// sun_path holds 108 bytes; t.TempDir() paths can be longer than that.
-	dir, err := os.MkdirTemp("", "dw")
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		t.Fatalf("create dockerd dir: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		t.Fatalf("write owner of %s: %v", dir, err)
 	}
 	// Others need to reach the socket; the socket's own mode decides who may connect.
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -410,6 +422,39 @@ func (d *Daemon) stop() error {
 	}
 	if err := os.RemoveAll(d.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", d.Dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeStale stops and removes the daemon directories of test processes that no longer run
+// (crashed, or killed before their cleanups ran).
+func removeStale() error {
+	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("list daemon dirs: %w", err)
+	}
+	var errs []error
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // not ours, or still being set up
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // its test still runs
+		}
+		if err := killUnder(dir); err != nil {
+			errs = append(errs, err)
+		}
+		if err := unmountUnder(dir); err != nil {
+			errs = append(errs, err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove stale %s: %w", dir, err))
+		}
 	}
 	return errors.Join(errs...)
 }

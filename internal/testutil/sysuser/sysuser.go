@@ -29,6 +29,9 @@ import (
 // Prefix starts the name of every account this package creates.
 const Prefix = "dwtest"
 
+// homePrefix starts the name of every home directory (in os.TempDir) this package creates.
+const homePrefix = "dwhome"
+
 // User is a throwaway system account with its own primary group and a home directory that
 // only it (and root) can write.
 type User struct {
@@ -92,8 +95,14 @@ func NewUser(t testing.TB, groups ...*Group) *User {
 	SkipIfNotRoot(t)
 	removeStaleOnce(t)
 	name := uniqueName("u")
-	args := []string{"--system", "--no-create-home", "--user-group", "--shell", "/bin/sh",
-		"--comment", "dockwatch test user"}
+	// The home exists before the user so that the passwd entry names it: RemoveStale finds
+	// the homes of crashed runs there.
+	home, err := os.MkdirTemp("", homePrefix)
+	if err != nil {
+		t.Fatalf("create home for %s: %v", name, err)
+	}
+	args := []string{"--system", "--no-create-home", "--home-dir", home, "--user-group",
+		"--shell", "/bin/sh", "--comment", "dockwatch test user"}
 	if len(groups) > 0 {
 		names := make([]string, len(groups))
 		for i, g := range groups {
@@ -101,10 +110,11 @@ func NewUser(t testing.TB, groups ...*Group) *User {
 		}
 		args = append(args, "--groups", strings.Join(names, ","))
 	}
+	u := &User{Name: name, Home: home}
 	if err := runTool("useradd", append(args, name)...); err != nil {
+		os.RemoveAll(home)
 		t.Fatalf("create user %s: %v", name, err)
 	}
-	u := &User{Name: name}
 	t.Cleanup(func() {
 		if err := u.remove(); err != nil {
 			t.Errorf("%v", err)
@@ -120,11 +130,6 @@ func NewUser(t testing.TB, groups ...*Group) *User {
 	if u.GID, err = strconv.Atoi(pw.Gid); err != nil {
 		t.Fatalf("user %s has a non-numeric gid %q", name, pw.Gid)
 	}
-	home, err := os.MkdirTemp("", "dwhome")
-	if err != nil {
-		t.Fatalf("create home for %s: %v", name, err)
-	}
-	u.Home = home // removed by u.remove, after the user's processes are gone
 	if err := os.Chown(home, u.UID, u.GID); err != nil {
 		t.Fatalf("chown home of %s: %v", name, err)
 	}
@@ -408,7 +413,9 @@ func RemoveStale() error {
 		if !ok || pid == os.Getpid() || alive(pid) {
 			continue
 		}
+		home := ""
 		if pw, err := user.Lookup(name); err == nil {
+			home = pw.HomeDir
 			if uid, err := strconv.Atoi(pw.Uid); err == nil && uid != 0 {
 				if err := killUID(uid); err != nil {
 					errs = append(errs, err)
@@ -417,6 +424,11 @@ func RemoveStale() error {
 		}
 		if err := runTool("userdel", name); err != nil {
 			errs = append(errs, fmt.Errorf("delete stale user %s: %w", name, err))
+		}
+		if filepath.Dir(home) == filepath.Clean(os.TempDir()) && strings.HasPrefix(filepath.Base(home), homePrefix) {
+			if err := os.RemoveAll(home); err != nil {
+				errs = append(errs, fmt.Errorf("remove stale home %s: %w", home, err))
+			}
 		}
 	}
 	groups, err := namesIn("/etc/group")
