@@ -165,11 +165,11 @@ func startDockwatch(t *testing.T, bin, cfg, dir string) *watchdog {
 		}
 		select {
 		case <-w.done:
-			t.Fatalf("dockwatch exited before it was ready (%v):\n%s", w.cmd.ProcessState, w.stderrText())
+			t.Fatalf("dockwatch exited before it was ready (%v); its stderr follows", w.cmd.ProcessState)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("dockwatch not ready after 60s:\n%s", w.stderrText())
+			t.Fatalf("dockwatch not ready after 60s; its stderr follows")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -204,10 +204,15 @@ func (w *watchdog) stop() error {
 	return err
 }
 
+// stderrText returns the daemon's stderr, at most its last 100 lines.
 func (w *watchdog) stderrText() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stderr.String()
+	lines := strings.SplitAfter(w.stderr.String(), "\n")
+	if len(lines) > 100 {
+		lines = append([]string{fmt.Sprintf("[%d lines omitted]\n", len(lines)-100)}, lines[len(lines)-100:]...)
+	}
+	return strings.Join(lines, "")
 }
 
 // Events returns a copy of the events printed so far.

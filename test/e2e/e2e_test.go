@@ -434,6 +434,7 @@ print(s.recv(4096))`
 				t.Errorf("%s succeeded: %v", c.name, res)
 			}
 			e.quiet(t, c.name, mark, since)
+			e.reported(t, c.name, res.Pid)
 		})
 	}
 
@@ -511,6 +512,25 @@ func (e *env) testEvents(t *testing.T) {
 	e.watch.mu.Unlock()
 	if len(bad) > 0 {
 		t.Errorf("dockwatch printed %d lines that are not events, first %q", len(bad), bad[0])
+	}
+}
+
+// reported checks that dockwatch printed an event that kills or denies process pid.
+func (e *env) reported(t *testing.T, what string, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, ev := range e.watch.Events() {
+			if ev.PID == pid && (ev.Action == "killed" || ev.Action == "denied") {
+				t.Logf("dockwatch: %s %s %s rule=%q command=%q", ev.Kind, ev.Verdict, ev.Action, ev.Rule, ev.Command)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: dockwatch printed no event that kills or denies pid %d", what, pid)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -205,6 +205,7 @@ type Result struct {
 	Signal   syscall.Signal // the signal that ended it, when Signaled
 	Signaled bool
 	TimedOut bool // the timeout expired and the command was killed by us
+	Pid      int  // the process id it ran as
 	Stdout   []byte
 	Stderr   []byte
 }
@@ -259,6 +260,7 @@ func RunCmd(ctx context.Context, cmd *exec.Cmd) (Result, error) {
 		res.ExitCode = ws.ExitStatus()
 	}
 	res.TimedOut = ctx.Err() != nil
+	res.Pid = cmd.ProcessState.Pid()
 	return res, nil
 }
 
