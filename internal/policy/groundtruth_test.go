@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +44,12 @@ const (
 	demoDir = "/srv/demo"
 	// gtHost is the -H value variants use; demoDir in it is rewritten like any path.
 	gtHost = "unix://" + demoDir + "/fake.sock"
+)
+
+var (
+	gtSeed   = flag.Uint64("groundtruth.seed", 1, "seed of TestGroundTruth's random argv")
+	gtRandom = flag.Int("groundtruth.random", 250, "how many random argv TestGroundTruth runs")
+	gtFull   = flag.Bool("groundtruth.full", false, "run every variant, not a sample (takes minutes)")
 )
 
 // gtCase is one docker command line to run.
@@ -138,10 +146,25 @@ func TestGroundTruth(t *testing.T) {
 	nCorpus := len(cases)
 	for _, c := range corpusCases {
 		if c.label == "BLOCK" || c.label == "ALLOW" {
-			for _, v := range gtVariants(c) {
+			for _, v := range gtVariants(c, gtSample(2)) {
 				add(v)
 			}
 		}
+	}
+	nVariants := len(cases) - nCorpus
+	for i, argv := range gtExtra {
+		c := gtCase{origin: fmt.Sprintf("extra %d", i), argv: argv}
+		if slices.Contains(argv, "dial-stdio") {
+			c.stdin = "dialstdio-req.txt"
+		}
+		add(c)
+		for _, v := range gtVariants(c, gtSample(4)) {
+			add(v)
+		}
+	}
+	nExtra := len(cases) - nCorpus - nVariants
+	for i, argv := range gtRandomArgv(t, *gtSeed, *gtRandom) {
+		add(gtCase{origin: fmt.Sprintf("random %d (seed %d)", i, *gtSeed), argv: argv})
 	}
 
 	base := t.TempDir()
@@ -165,7 +188,7 @@ func TestGroundTruth(t *testing.T) {
 	close(next)
 	wg.Wait()
 
-	var bypass, overblock, refused, unknownWord, conservative, labelled, timeouts, errs int
+	var bypass, overblock, refused, unknownWord, failed, conservative, labelled, timeouts, errs int
 	for _, r := range runs {
 		if r.err != nil {
 			t.Errorf("%s: run %q: %v", r.c.origin, r.argv, r.err)
@@ -202,6 +225,12 @@ func TestGroundTruth(t *testing.T) {
 			conservative++
 			t.Logf("escape rule is conservative %s: %s (%s); requests: %s",
 				r.c.origin, gtArgv(r.argv), gtDecision(r.d), gtReqs(r.reqs))
+		case r.exitCode != 0 && r.d.Rule == policy.RuleBlockedSubcommand:
+			// The CLI went for the blocked operation and failed on the fake's answers or on a
+			// made-up argument (a container named "ctr:/etc/passwd", exec -t without a TTY).
+			failed++
+			t.Logf("blocked operation attempted, failed on the fake %s: %s (%s); requests: %s; exit %d: %s",
+				r.c.origin, gtArgv(r.argv), gtDecision(r.d), gtReqs(r.reqs), r.exitCode, r.stderr)
 		case r.c.label == "BLOCK":
 			labelled++
 			t.Logf("labelled BLOCK, nothing blocked reached here %s: %s (%s); requests: %s; exit %d: %s",
@@ -212,11 +241,19 @@ func TestGroundTruth(t *testing.T) {
 				r.c.origin, gtArgv(r.argv), gtDecision(r.d), gtReqs(r.reqs), r.exitCode, r.stderr)
 		}
 	}
-	t.Logf("ground truth: %d argv run (%d corpus rows, %d variants; %d rows skipped) in %s with %d workers: "+
-		"%d bypasses, %d over-blocks, %d blocked but refused by the CLI anyway, %d unknown command words, %d conservative escape blocks, "+
+	t.Logf("ground truth: %d argv run (%d corpus rows, %d variants, %d extra argv and variants, %d random; %d rows skipped) in %s with %d workers: "+
+		"%d bypasses, %d over-blocks, %d blocked but refused by the CLI anyway, %d unknown command words, %d blocked operations that failed on the fake, "+
+		"%d conservative escape blocks, "+
 		"%d labelled-BLOCK rows without a blocked endpoint, %d timeouts, %d run errors",
-		len(runs), nCorpus, len(runs)-nCorpus, skipped, time.Since(start).Round(time.Millisecond), workers,
-		bypass, overblock, refused, unknownWord, conservative, labelled, timeouts, errs)
+		len(runs), nCorpus, nVariants, nExtra, len(runs)-nCorpus-nVariants-nExtra, skipped, time.Since(start).Round(time.Millisecond), workers,
+		bypass, overblock, refused, unknownWord, failed, conservative, labelled, timeouts, errs)
+}
+
+func gtSample(n int) int {
+	if *gtFull {
+		return 1
+	}
+	return n
 }
 
 // gtSkipReason says why a corpus row cannot run with the docker CLI alone, or "".
@@ -300,8 +337,9 @@ var (
 
 // gtVariants generates other spellings of a corpus argv: global flags in front (short, long,
 // =value, clusters), the management or top-level path, help flags in each position, and other
-// forms of the leaf's flags. The CLI decides what each one does.
-func gtVariants(c gtCase) []gtCase {
+// forms of the leaf's flags. The CLI decides what each one does. Only every sample-th global
+// prefix is used (a different share for each argv).
+func gtVariants(c gtCase, sample int) []gtCase {
 	argv := c.argv
 	if len(argv) < 2 || argv[0] != "docker" {
 		return nil
@@ -333,8 +371,11 @@ func gtVariants(c gtCase) []gtCase {
 	if !usesContext && !usesHost {
 		prefixes = append(prefixes, []string{"-H", gtHost}, []string{"-DH" + gtHost}, []string{"--host=" + gtHost})
 	}
-	for _, p := range prefixes {
-		variant("global "+strings.Join(p, " "), p, globals, rest)
+	offset := len(c.key())
+	for i, p := range prefixes {
+		if (i+offset)%sample == 0 {
+			variant("global "+strings.Join(p, " "), p, globals, rest)
+		}
 	}
 	if !slices.Contains(globals, "--") {
 		variant("-- before the command", globals, []string{"--"}, rest)
@@ -359,8 +400,10 @@ func gtVariants(c gtCase) []gtCase {
 		words = 2
 	}
 	for w := 1; w <= words; w++ {
-		for _, h := range []string{"--help=false", "-h=false", "--help", "-h", "--help=true", "-h=1"} {
-			variant(fmt.Sprintf("%s after word %d", h, w), globals, rest[:w], []string{h}, rest[w:])
+		for i, h := range []string{"--help=false", "-h=false", "--help", "-h", "--help=true", "-h=1"} {
+			if (i+w+offset)%sample == 0 {
+				variant(fmt.Sprintf("%s after word %d", h, w), globals, rest[:w], []string{h}, rest[w:])
+			}
 		}
 	}
 	variant("--help at the end", globals, rest, []string{"--help"})
@@ -552,4 +595,253 @@ func gtReqs(reqs []fakeapi.Request) string {
 		s[i] = r.String()
 	}
 	return strings.Join(s, "; ")
+}
+
+// gtExtra are argv the corpus does not have: other spellings of the blocked operations, their
+// flags, escape flags in every form, and ordinary commands that must stay allowed.
+var gtExtra = [][]string{
+	{"docker", "start", "-ai", "ctr"},
+	{"docker", "start", "--attach=true", "ctr"},
+	{"docker", "start", "-a=false", "ctr"},
+	{"docker", "start", "--interactive=false", "--attach=0", "ctr"},
+	{"docker", "container", "start", "-i", "ctr"},
+	{"docker", "start", "ctr"},
+	{"docker", "start", "--detach-keys", "ctrl-x", "-a", "ctr"},
+	{"docker", "exec", "-d", "ctr", "sh"},
+	{"docker", "exec", "-i", "-u", "root", "-w", "/", "-e", "A=1", "ctr", "sh"},
+	{"docker", "exec", "--privileged", "--detach-keys=ctrl-x", "ctr", "sh"},
+	{"docker", "exec", "ctr", "--", "sh"},
+	{"docker", "exec", "--", "ctr", "sh"},
+	{"docker", "cp", "-a", "ctr:/etc/passwd", "-"},
+	{"docker", "cp", "--follow-link", "ctr:/etc", demoDir + "/out"},
+	{"docker", "cp", demoDir + "/empty.tar", "ctr:/tmp"},
+	{"docker", "container", "cp", "-q", demoDir + "/empty.tar", "ctr:/tmp/"},
+	{"docker", "export", "--output=" + demoDir + "/out/e.tar", "ctr"},
+	{"docker", "export", "-o=" + demoDir + "/out/e.tar", "ctr"},
+	{"docker", "diff", "ctr"},
+	{"docker", "container", "diff", "ctr"},
+	{"docker", "commit", "-c", "CMD sh", "-m", "x", "ctr", "x:1"},
+	{"docker", "commit", "--pause=false", "ctr"},
+	{"docker", "image", "push", "-a", "x"},
+	{"docker", "push", "--quiet", "registry.example.com/x:1"},
+	{"docker", "image", "tag", "alpine", "x:1"},
+	{"docker", "image", "save", "--output", demoDir + "/out/s.tar", "alpine"},
+	{"docker", "save", "alpine"},
+	{"docker", "image", "import", "-c", "CMD sh", demoDir + "/empty.tar"},
+	{"docker", "import", "-", "x:1"},
+	{"docker", "load"},
+	{"docker", "image", "load", "--quiet", "--input=" + demoDir + "/empty.tar"},
+	{"docker", "attach", "--no-stdin", "--sig-proxy=false", "ctr"},
+	{"docker", "plugin", "push", "foo"},
+	{"docker", "plugin", "push", "--disable-content-trust=false", "foo"},
+	{"docker", "system", "dial-stdio"},
+	{"docker", "__complete", "exec", ""},
+	{"docker", "__complete", "cp", "ctr:"},
+	{"docker", "__completeNoDesc", "attach", ""},
+	{"docker", "completion", "bash"},
+	{"docker", "help", "cp"},
+	{"docker", "image", "--help", "save", "alpine"},
+	{"docker", "container", "-h=0", "export", "ctr"},
+	{"docker", "container", "--help=f", "cp", "ctr:/etc/passwd", "-"},
+	{"docker", "run", "-v/:/host", "alpine"},
+	{"docker", "run", "-v=/etc:/e", "alpine"},
+	{"docker", "run", "--volume=/var/run/docker.sock:/s", "alpine"},
+	{"docker", "run", "-v", "/var/run:/r", "alpine"},
+	{"docker", "run", "-v", "/srv/data:/d", "-v", "named:/n", "alpine"},
+	{"docker", "run", "-v", "/etcfoo:/x", "alpine"},
+	{"docker", "run", "--mount", "type=bind,src=/,dst=/h", "alpine"},
+	{"docker", "run", "--mount=type=bind,source=/home,target=/h,readonly", "alpine"},
+	{"docker", "run", "--mount", "type=volume,src=v,dst=/d,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/etc", "alpine"},
+	{"docker", "run", "--mount", "type=volume,src=v,dst=/d", "alpine"},
+	{"docker", "run", "--device", "/dev/null", "alpine"},
+	{"docker", "run", "--device-cgroup-rule", "c 1:3 mr", "alpine"},
+	{"docker", "run", "--security-opt=seccomp:unconfined", "alpine"},
+	{"docker", "run", "--security-opt", "label=disable", "alpine"},
+	{"docker", "run", "--security-opt", "no-new-privileges=true", "alpine"},
+	{"docker", "run", "--network=host", "alpine"},
+	{"docker", "run", "--net", "container:ctr", "alpine"},
+	{"docker", "run", "--network", "bridge", "alpine"},
+	{"docker", "run", "--userns", "host", "--ipc=host", "alpine"},
+	{"docker", "run", "--uts=host", "alpine"},
+	{"docker", "run", "--cgroupns=host", "alpine"},
+	{"docker", "run", "--pid", "container:ctr", "alpine"},
+	{"docker", "run", "--privileged=false", "alpine"},
+	{"docker", "run", "--privileged=true", "alpine"},
+	{"docker", "run", "--cap-add", "NET_ADMIN", "alpine"},
+	{"docker", "run", "--cap-drop", "ALL", "alpine"},
+	{"docker", "run", "-d", "--name", "web", "-p", "8080:80", "alpine"},
+	{"docker", "run", "-it", "--rm", "alpine", "sh"},
+	{"docker", "run", "alpine", "--privileged"},
+	{"docker", "container", "run", "--rm", "-v", "/:/host", "alpine"},
+	{"docker", "create", "--volumes-from=ctr", "alpine"},
+	{"docker", "container", "create", "-v", "/boot:/b", "alpine"},
+	{"docker", "volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device=/", "v"},
+	{"docker", "volume", "create", "-o", "device=/srv/data", "v"},
+	{"docker", "volume", "create", "v"},
+	{"docker", "checkpoint", "create", "ctr", "cp1"},
+	{"docker", "plugin", "install", "--grant-all-permissions", "foo"},
+	{"docker", "ps", "-a", "-q"},
+	{"docker", "images"},
+	{"docker", "image", "ls", "-a"},
+	{"docker", "inspect", "ctr"},
+	{"docker", "image", "inspect", "alpine"},
+	{"docker", "image", "history", "alpine"},
+	{"docker", "top", "ctr"},
+	{"docker", "wait", "ctr"},
+	{"docker", "kill", "ctr"},
+	{"docker", "restart", "ctr"},
+	{"docker", "rm", "-f", "ctr"},
+	{"docker", "container", "prune", "-f"},
+	{"docker", "system", "prune", "-f"},
+	{"docker", "network", "ls"},
+	{"docker", "volume", "ls"},
+	{"docker", "search", "alpine"},
+	{"docker", "context", "use", "ctx"},
+	{"docker", "builder", "prune", "-f"},
+	{"docker", "image", "build", "-t", "x:1", "."},
+	{"docker", "build", "-o", demoDir + "/out", "."},
+	{"docker", "build", "--push", "."},
+}
+
+// gtTree is a command of the docker CLI tree in trees/.
+type gtTree struct {
+	Name         string
+	Aliases      []string
+	Hidden       bool
+	Interspersed bool
+	Flags        []gtFlag
+	Sub          []*gtTree
+}
+
+type gtFlag struct {
+	Name       string
+	Shorthand  string
+	TakesValue bool `json:"takes_value"`
+	Persistent bool
+	Hidden     bool
+}
+
+// Commands the random argv avoid: they need a registry, a notary or a terminal, not the API.
+var gtRandomAvoid = []string{"login", "manifest", "trust", "search"}
+
+// Values the random argv give flags: harmless ones, and the ones the escape rule looks for.
+var gtValues = map[string][]string{
+	"volume":       {"/:/host", "/etc:/e:ro", "vol:/data", demoDir + "/out:/o", "./rel:/r"},
+	"mount":        {"type=bind,src=/,dst=/h", "type=bind,source=" + demoDir + "/out,target=/o", "type=volume,src=v,dst=/d,volume-opt=device=/etc,volume-opt=o=bind,volume-opt=type=none"},
+	"pid":          {"host", "container:ctr", "private"},
+	"ipc":          {"host", "container:ctr", "private"},
+	"uts":          {"host", ""},
+	"userns":       {"host", ""},
+	"cgroupns":     {"host", "private"},
+	"network":      {"host", "container:ctr", "bridge", "none"},
+	"net":          {"host", "bridge"},
+	"security-opt": {"seccomp=unconfined", "label=disable", "no-new-privileges=true", "apparmor:unconfined"},
+	"cap-add":      {"ALL", "NET_ADMIN"},
+	"device":       {"/dev/null"},
+	"output":       {demoDir + "/out/x.tar"},
+	"input":        {demoDir + "/empty.tar"},
+	"file":         {demoDir + "/Dockerfile"},
+	"format":       {"json", "{{.ID}}"},
+	"filter":       {"status=running", "dangling=true"},
+	"opt":          {"device=/", "type=none", "o=bind", "size=1m"},
+	"log-level":    {"info", "debug", "bogus"},
+	"context":      {"ctx"},
+	"host":         {gtHost},
+	"config":       {demoDir + "/home/.docker"},
+	"tlscacert":    {demoDir + "/tls/ca.pem"},
+}
+
+var gtPositionals = []string{"ctr", "alpine", "sh", "ctr:/etc/passwd", "-", demoDir + "/empty.tar", "x:1", "exec", "."}
+
+// gtRandomArgv makes n random docker argv from the CLI's own command tree: random global
+// flags, a random command path (with help flags between the words now and then), random leaf
+// flags in random forms (long, --x=v, -x v, -xv, -x=v, clusters) and positionals.
+func gtRandomArgv(t *testing.T, seed uint64, n int) [][]string {
+	raw, err := os.ReadFile(filepath.Join("trees", "docker-28.2.2.json"))
+	if err != nil {
+		t.Fatalf("read docker tree: %v", err)
+	}
+	var root gtTree
+	if err := json.Unmarshal(raw, &root); err != nil {
+		t.Fatalf("parse docker tree: %v", err)
+	}
+	var out [][]string
+	for i := range n {
+		r := rand.New(rand.NewPCG(seed, uint64(i)))
+		argv := []string{"docker"}
+		for range r.IntN(3) {
+			argv = append(argv, gtFlagForms(r, root.Flags[r.IntN(len(root.Flags))], nil)...)
+		}
+		node, inherited := &root, []gtFlag{{Name: "help", Shorthand: "h", Persistent: true}}
+		for depth := 0; len(node.Sub) > 0; depth++ {
+			if depth > 0 && r.IntN(10) == 0 {
+				break
+			}
+			child := node.Sub[r.IntN(len(node.Sub))]
+			if depth == 0 && slices.Contains(gtRandomAvoid, child.Name) {
+				child = node.Sub[0]
+			}
+			word := child.Name
+			if len(child.Aliases) > 0 && r.IntN(3) == 0 {
+				word = child.Aliases[r.IntN(len(child.Aliases))]
+			}
+			if depth > 0 && r.IntN(8) == 0 {
+				argv = append(argv, []string{"--help=false", "-h=false", "--help", "-h=0"}[r.IntN(4)])
+			}
+			argv = append(argv, word)
+			node = child
+		}
+		flags := append(slices.Clone(inherited), node.Flags...)
+		var leaf [][]string
+		for range r.IntN(4) {
+			leaf = append(leaf, gtFlagForms(r, flags[r.IntN(len(flags))], flags))
+		}
+		for range r.IntN(4) {
+			leaf = append(leaf, []string{gtPositionals[r.IntN(len(gtPositionals))]})
+		}
+		if r.IntN(2) == 0 {
+			r.Shuffle(len(leaf), func(a, b int) { leaf[a], leaf[b] = leaf[b], leaf[a] })
+		}
+		for _, l := range leaf {
+			argv = append(argv, l...)
+		}
+		out = append(out, argv)
+	}
+	return out
+}
+
+// gtFlagForms spells flag f one of the ways pflag accepts (and now and then one it does not).
+// others are flags a shorthand cluster may draw a second letter from.
+func gtFlagForms(r *rand.Rand, f gtFlag, others []gtFlag) []string {
+	if !f.TakesValue {
+		forms := [][]string{{"--" + f.Name}, {"--" + f.Name + "=true"}, {"--" + f.Name + "=false"}}
+		if f.Shorthand != "" {
+			forms = append(forms, []string{"-" + f.Shorthand}, []string{"-" + f.Shorthand + "=false"})
+			for _, o := range others {
+				if o.Shorthand != "" && o.Shorthand != f.Shorthand && r.IntN(4) == 0 {
+					cluster := "-" + f.Shorthand + o.Shorthand
+					if o.TakesValue {
+						forms = append(forms, []string{cluster, gtValue(r, o.Name)})
+					} else {
+						forms = append(forms, []string{cluster})
+					}
+					break
+				}
+			}
+		}
+		return forms[r.IntN(len(forms))]
+	}
+	v := gtValue(r, f.Name)
+	forms := [][]string{{"--" + f.Name, v}, {"--" + f.Name + "=" + v}}
+	if f.Shorthand != "" {
+		forms = append(forms, []string{"-" + f.Shorthand, v}, []string{"-" + f.Shorthand + v}, []string{"-" + f.Shorthand + "=" + v})
+	}
+	return forms[r.IntN(len(forms))]
+}
+
+func gtValue(r *rand.Rand, name string) string {
+	if vs, ok := gtValues[name]; ok {
+		return vs[r.IntN(len(vs))]
+	}
+	return []string{"ctr", "x", "1", "alpine"}[r.IntN(4)]
 }

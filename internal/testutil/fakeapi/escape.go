@@ -50,7 +50,6 @@ type hostConfig struct {
 	CapAdd            []string
 	Devices           []json.RawMessage
 	DeviceCgroupRules []string
-	DeviceRequests    []json.RawMessage
 	BlkioDeviceReadBps, BlkioDeviceWriteBps,
 	BlkioDeviceReadIOps, BlkioDeviceWriteIOps []json.RawMessage
 	VolumesFrom                                         []string
@@ -58,7 +57,12 @@ type hostConfig struct {
 	NetworkMode                                         string
 	SecurityOpt                                         []string
 	Binds                                               []string
-	Mounts                                              []struct{ Type, Source string }
+	Mounts                                              []struct {
+		Type, Source  string
+		VolumeOptions *struct {
+			DriverConfig *struct{ Options map[string]string }
+		}
+	}
 }
 
 func containerEscapes(body string, sensitive []string) []string {
@@ -72,7 +76,7 @@ func containerEscapes(body string, sensitive []string) []string {
 		rs = append(rs, "Privileged")
 	}
 	for name, n := range map[string]int{"CapAdd": len(h.CapAdd), "Devices": len(h.Devices),
-		"DeviceCgroupRules": len(h.DeviceCgroupRules), "DeviceRequests": len(h.DeviceRequests),
+		"DeviceCgroupRules":  len(h.DeviceCgroupRules),
 		"BlkioDeviceReadBps": len(h.BlkioDeviceReadBps), "BlkioDeviceWriteBps": len(h.BlkioDeviceWriteBps),
 		"BlkioDeviceReadIOps": len(h.BlkioDeviceReadIOps), "BlkioDeviceWriteIOps": len(h.BlkioDeviceWriteIOps),
 		"VolumesFrom": len(h.VolumesFrom)} {
@@ -101,6 +105,12 @@ func containerEscapes(body string, sensitive []string) []string {
 	for _, m := range h.Mounts {
 		if m.Type == "bind" && Sensitive(m.Source, sensitive) {
 			rs = append(rs, "Mounts bind "+m.Source)
+		}
+		// A local volume with o=bind and device=PATH is a bind mount by another name.
+		if v := m.VolumeOptions; v != nil && v.DriverConfig != nil {
+			if dev := v.DriverConfig.Options["device"]; dev != "" && Sensitive(dev, sensitive) {
+				rs = append(rs, "Mounts volume device "+dev)
+			}
 		}
 	}
 	sort.Strings(rs)

@@ -302,6 +302,7 @@ func TestEscapes(t *testing.T) {
 		{create(`{"Mounts":[{"Type":"bind","Source":"/var/run"}],"SecurityOpt":["seccomp=unconfined"]}`), "Mounts bind /var/run,SecurityOpt seccomp=unconfined"},
 		{create(`{"CapAdd":["SYS_ADMIN"],"VolumesFrom":["ctr"]}`), "CapAdd,VolumesFrom"},
 		{create(`{"NetworkMode":"bridge","Binds":["/srv:/srv"]}`), ""},
+		{create(`{"Mounts":[{"Type":"volume","Source":"v","VolumeOptions":{"DriverConfig":{"Options":{"device":"/etc","o":"bind"}}}}]}`), "Mounts volume device /etc"},
 		{Request{Method: "POST", Path: "/volumes/create", Body: `{"DriverOpts":{"type":"none","o":"bind","device":"/"}}`}, "DriverOpts device /"},
 		{Request{Method: "POST", Path: "/containers/ctr/checkpoints", Body: `{"CheckpointID":"c","CheckpointDir":"/etc"}`}, "CheckpointDir /etc"},
 		{Request{Method: "GET", Path: "/containers/json"}, ""},
