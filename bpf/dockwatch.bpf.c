@@ -142,6 +142,8 @@ static __always_inline void event_fill(struct event *ev, struct task_struct *tas
 	ev->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
 	ev->uid = BPF_CORE_READ(task, cred, uid.val);
 	ev->euid = BPF_CORE_READ(task, cred, euid.val);
+	ev->exe_ino = BPF_CORE_READ(task, mm, exe_file, f_inode, i_ino);
+	ev->exe_dev = BPF_CORE_READ(task, mm, exe_file, f_inode, i_sb, s_dev);
 	ev->bin = BIN_NONE;
 }
 

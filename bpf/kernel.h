@@ -53,6 +53,7 @@ struct files_struct {
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+	struct file *exe_file;
 } __kernel_struct;
 
 struct task_struct {

@@ -196,7 +196,13 @@ func (p *Processor) connect(r Record) Event {
 	if r.Flags&FlagPostConnect != 0 {
 		ev.Socket = fmt.Sprintf("dev %d:%d ino %d", r.Sock.Dev>>20, r.Sock.Dev&(1<<20-1), r.Sock.Ino)
 	}
-	ev.Exe = p.exePath(int(r.Tgid))
+	ev.Exe = p.Clients[r.Exe]
+	if ev.Exe == "" {
+		ev.Exe = p.exePath(int(r.Tgid))
+	}
+	if ev.Exe == "" && r.Exe.Ino != 0 {
+		ev.Exe = fmt.Sprintf("dev %d:%d ino %d", r.Exe.Dev>>20, r.Exe.Dev&(1<<20-1), r.Exe.Ino)
+	}
 	switch {
 	case r.Flags&FlagAudit != 0:
 		ev.Reason = "audit only: a process without an allowed docker command used a protected socket"
