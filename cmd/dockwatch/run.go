@@ -188,8 +188,8 @@ func enforce(ctx context.Context, cfg *config.Config, opts loader.Options, ready
 			fmt.Fprintf(stderr, "dockwatch run: write event: %v\n", err)
 		}
 	}
-	write(proc.Daemon(fmt.Sprintf("enforcing (mode tracepoint, gate %s, post-connect check %v): %s",
-		e.Plan.Gate, e.Plan.PostCheck, strings.Join(e.Attached(), ", "))))
+	write(proc.Daemon(fmt.Sprintf("enforcing (mode tracepoint, gate %s, post-connect check %v, bpf lsm active %v): %s",
+		e.Plan.Gate, e.Plan.PostCheck, e.Features.LSM, strings.Join(e.Attached(), ", "))))
 
 	if readyFile != "" {
 		if err := os.WriteFile(readyFile, []byte(strings.Join(e.Attached(), "\n")+"\n"), 0o644); err != nil {

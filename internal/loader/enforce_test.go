@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 //
 //	DW_HELPER=connect:PATH          connect to PATH, print "ok" or the errno name
 //	DW_HELPER=setuid:UID:PATH       setuid(UID), then connect
+//	DW_HELPER=setuid-spawn:UID:PATH:SOCK  setuid(UID), then fork+exec PATH to connect to SOCK
 //	DW_HELPER=exec:PATH:ARG0:ARG... exec PATH with the given argv and DW_HELPER=$DW_NEXT
 func TestMain(m *testing.M) {
 	if h := os.Getenv("DW_HELPER"); h != "" {
@@ -47,6 +49,22 @@ func helper(h string) int {
 			return 3
 		}
 		fmt.Println(tryConnect(path))
+		return 0
+	case "setuid-spawn":
+		parts := strings.SplitN(rest, ":", 3)
+		uid, _ := strconv.Atoi(parts[0])
+		if err := unix.Setresuid(uid, uid, uid); err != nil {
+			fmt.Println("setuid:", err)
+			return 3
+		}
+		cmd := exec.Command(parts[1])
+		cmd.Args = []string{"curl"}
+		cmd.Env = []string{"DW_HELPER=connect:" + parts[2]}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			fmt.Println("child:", err)
+		}
+		fmt.Print(string(out))
 		return 0
 	case "exec":
 		parts := strings.Split(rest, ":")
@@ -383,5 +401,59 @@ func TestExecVerdict(t *testing.T) {
 	}
 	if c.RingBufDrops != 0 || c.StorageFails != 0 {
 		t.Errorf("counters %+v, want none", c)
+	}
+}
+
+// TestEnterGate runs the older kernels' variant: the path check at sys_enter_connect kills.
+func TestEnterGate(t *testing.T) {
+	f := requireEnforcement(t)
+	if !f.SyscallTracepoints {
+		t.Skip("no syscall tracepoints")
+	}
+	env := newTestEnv(t)
+	untrusted := env.helperCopy(t, "curl")
+	opts := env.options()
+	opts.ForceEnterGate = true
+	e := loadOrFail(t, opts)
+	if e.Plan.Gate != GateEnterConnect || slices.Contains(e.Plan.Programs, "dw_connect_unix") {
+		t.Fatalf("plan %+v, want the sys_enter_connect gate", e.Plan)
+	}
+	events := collectEvents(t, e)
+	r := run(t, testUID, untrusted, []string{"curl"}, "connect:"+env.sock)
+	if !r.killed() || strings.Contains(r.out, "ok") {
+		t.Fatalf("supervised untrusted connect: %v, want SIGKILL before it could use the socket", r)
+	}
+	ev := events.wait(t, "enter-check kill", func(ev *dockwatchEvent) bool {
+		return ev.Kind == 2 && ev.Uid == testUID && ev.Action == 1
+	})
+	if ev.Flags&8 == 0 || pathOf(&ev) != env.sock {
+		t.Errorf("event flags %#x path %q", ev.Flags, pathOf(&ev))
+	}
+	if r := run(t, 0, untrusted, []string{"curl"}, "connect:"+env.sock); strings.TrimSpace(r.out) != "ok" {
+		t.Errorf("root connect: %v, want ok", r)
+	}
+}
+
+// TestFollowChildren: the mark goes to children through fork even after the parent left the
+// supervised uid, and only with follow_children.
+func TestFollowChildren(t *testing.T) {
+	requireEnforcement(t)
+	for _, follow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) {
+			env := newTestEnv(t)
+			untrusted := env.helperCopy(t, "curl")
+			opts := env.options()
+			opts.FollowChildren = follow
+			loadOrFail(t, opts)
+			r := run(t, testUID, untrusted, []string{"curl"},
+				fmt.Sprintf("setuid-spawn:%d:%s:%s", testUID+1, untrusted, env.sock), unix.CAP_SETUID)
+			want := "ok"
+			if follow {
+				want = "EPERM"
+			}
+			if strings.TrimSpace(r.out) != want {
+				t.Errorf("child of a once-supervised parent: %v, want %s", r, want)
+			}
+		})
 	}
 }

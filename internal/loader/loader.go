@@ -33,6 +33,10 @@ type Options struct {
 
 	Tables *policy.Tables // classifier tables; nil leaves the maps empty (tests)
 
+	// ForceEnterGate uses the sys_enter_connect path check even where cgroup/connect_unix
+	// exists: the older kernels' variant, for tests.
+	ForceEnterGate bool
+
 	CgroupPath string // where to attach the connect gate; "" finds the cgroup v2 root
 	RuntimeDir string // where a missing cgroup2 gets mounted
 }
@@ -65,7 +69,11 @@ func Load(opts Options) (*Enforcer, error) {
 		return nil, errors.New("load: no supervised uids")
 	}
 	e := &Enforcer{Features: ProbeFeatures()}
-	plan, err := MakePlan(e.Features, opts.Access)
+	f := e.Features
+	if opts.ForceEnterGate {
+		f.ConnectUnix = false
+	}
+	plan, err := MakePlan(f, opts.Access)
 	if err != nil {
 		return nil, fmt.Errorf("load: %w (%s)", err, strings.Join(e.Features.Notes, "; "))
 	}
