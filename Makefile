@@ -14,6 +14,9 @@ endif
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 30m
+# Packages run one at a time: the root tests load BPF programs, attach to the cgroup root, start
+# dockerd and create users, and some assert that nothing of dockwatch is left loaded afterwards.
+TEST_FLAGS ?= -p 1
 FUZZTIME ?= 20s
 CLANG ?= clang-16
 
@@ -41,9 +44,10 @@ deps:
 		echo "deps: missing Debian packages:$$missing; run 'sudo make deps'" >&2; exit 1; \
 	fi; \
 	echo "deps: installing$$missing"; \
-	export DEBIAN_FRONTEND=noninteractive; \
-	apt-get update -qq; \
-	apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+	export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1; \
+	log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	{ apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; } </dev/null >"$$log" 2>&1 \
+		|| { cat "$$log" >&2; echo "deps: apt-get failed" >&2; exit 1; }
 
 vet: go-found
 	$(GO) vet ./...
@@ -54,7 +58,7 @@ fmt-check: go-found
 
 # Prints the output of failed tests, every skip with its reason, one line per package and totals.
 test: go-found deps vet fmt-check
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -json ./... | $(GO) run ./.ci/testsummary
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) -json ./... | $(GO) run ./.ci/testsummary
 
 # Regenerates the grammar tables and the bpf2go objects (needs clang-16).
 generate: go-found
