@@ -86,6 +86,7 @@ type Event struct {
 	Action  string   `json:"action"`
 	Rule    string   `json:"rule"`
 	Command string   `json:"command"`
+	Reason  string   `json:"reason"`
 	Argv    []string `json:"argv"`
 	PID     int      `json:"pid"`
 	UID     int      `json:"uid"`
@@ -149,7 +150,7 @@ func startDockwatch(t *testing.T, bin, cfg, dir string) *watchdog {
 			t.Errorf("stop dockwatch: %v", err)
 		}
 		// A failed run must not leave enforcement behind: unload what survived the stop.
-		if left, err := leftoverProgs(w.progs); err == nil && len(left) > 0 {
+		if left, err := leftoverProgs(w.progs); err == nil && len(left) > 0 && !w.unloaded(left) {
 			out, err := exec.Command(w.bin, "unload", "--config", w.cfg).CombinedOutput()
 			t.Logf("BPF programs %v survived the stop; dockwatch unload: %v\n%s", left, err, out)
 		}
@@ -181,6 +182,22 @@ func startDockwatch(t *testing.T, bin, cfg, dir string) *watchdog {
 		t.Logf("dockwatch (pid %d) loaded %d programs: %v", w.cmd.Process.Pid, len(w.progs), w.progs)
 	}
 	return w
+}
+
+// unloaded waits up to 10s for progs to leave the kernel (tracing programs are freed after an
+// RCU grace period) and reports whether they did.
+func (w *watchdog) unloaded(progs []bpfProg) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left, err := leftoverProgs(progs)
+		if err == nil && len(left) == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // stop ends the daemon: SIGTERM, then SIGKILL after 20s. It is safe to call twice.
