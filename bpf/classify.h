@@ -158,12 +158,14 @@ struct argv_buf {
 	__u32 ntok;	 /* tokens stored */
 	__u32 nbytes;	 /* bytes stored, NULs included */
 	__u32 total;	 /* arg_end - arg_start: what the process really has */
+	__u32 tstart;	 /* start of the token being split */
+	__u32 scan;	 /* where the search for its NUL goes on */
 	__u8 truncated; /* more than MAX_TOKENS tokens or MAX_ARGV_BYTES bytes */
 	__u8 fault;	 /* a read failed */
 	__u16 pad;
 	__u16 off[MAX_TOKENS];
 	__u16 len[MAX_TOKENS];
-	__u8 data[ARGV_DATA_SIZE];
+	__u8 data[ARGV_DATA_SIZE] __attribute__((aligned(8)));
 };
 
 struct cls_trigger {
@@ -183,6 +185,9 @@ struct cls_state {
 	__u8 help, dashdash, root_dd, done;
 	struct cls_trigger first_block, first_audit;
 	struct result res;
+	/* the value flag of the current token, applied after it is parsed */
+	__u32 v_off, v_len;
+	__u16 v_effect, v_tok;
 	/* shorthand cluster at token t_idx */
 	__u32 t_idx, t_off, t_len, j;
 	/* MATCH of one value */
@@ -203,16 +208,9 @@ struct cls_state {
 	struct lex_key key;
 };
 
-struct argv_reader {
-	__u64 src; /* address of argv in user or kernel memory */
-	__u8 user;
-	__u8 pad[7];
-};
-
 struct classify_scratch {
 	__u32 busy;
 	__u32 pad;
-	struct argv_reader rd;
 	struct cls_state st;
 	struct argv_buf argv;
 };
@@ -326,45 +324,83 @@ static __always_inline void scratch_release(struct classify_scratch *s)
  * access (x86-64, arm64); the verifier only enforces alignment elsewhere. */
 #define ARGV_WORD(a, idx) (*(__u64 *)&(a)->data[(idx) & ARGV_DATA_MASK])
 
+/* Bytes [0, n) of a little-endian word, n in 0..8. */
+static __always_inline __u64 low_bytes(__u64 w, __u32 n)
+{
+	if (n >= 8)
+		return w;
+	return w & ((1ULL << (n * 8)) - 1);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Reading argv                                                                             */
 
-static long argv_read_step(__u32 idx, struct cls_cb *cb)
+/* Index of the lowest byte with its top bit set; t has only top bits set, and not none. */
+static __always_inline __u32 lowest_flagged_byte(__u64 t)
+{
+	__u64 low = t & -t;
+	__u32 i = 0;
+
+	if (low >> 32) {
+		i += 4;
+		low >>= 32;
+	}
+	if (low >> 16) {
+		i += 2;
+		low >>= 16;
+	}
+	if (low >> 8)
+		i += 1;
+	return i;
+}
+
+#define SPLIT_WORDS 16 /* words scanned per callback */
+
+/*
+ * Finds the NUL that ends the token at tstart, scanning from scan, SPLIT_WORDS words per
+ * round. A round costs about as much as a callback call, so most tokens take one round.
+ */
+static long argv_split_step(__u32 idx, struct cls_cb *cb)
 {
 	struct classify_scratch *s = scratch_of(cb);
 	struct argv_buf *a;
-	__u32 pos, room, limit, t;
-	long n;
+	__u32 scan, nbytes, base, pos, t, w;
+	__u64 word, zeros;
 
 	if (!s)
 		return 1;
 	a = &s->argv;
-	limit = a->total < MAX_ARGV_BYTES ? a->total : MAX_ARGV_BYTES;
-	pos = a->nbytes;
-	if (pos >= limit)
-		return 1;
-	if (a->ntok >= MAX_TOKENS) {
-		a->truncated = 1;
-		return 1;
+	scan = a->scan;
+	nbytes = a->nbytes;
+	for (w = 0; w < SPLIT_WORDS; w++) {
+		base = scan + w * 8;
+		if (base >= nbytes)
+			return 1;
+		word = ARGV_WORD(a, base);
+		/* Top bit of each zero byte, exactly (no borrow from one byte into the next). */
+		zeros = ~(((word & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | word |
+			  0x7f7f7f7f7f7f7f7fULL);
+		zeros = low_bytes(zeros, nbytes - base);
+		if (!zeros)
+			continue;
+		pos = base + lowest_flagged_byte(zeros);
+		t = a->ntok;
+		if (t >= MAX_TOKENS) {
+			a->truncated = 1;
+			return 1;
+		}
+		a->ntok = t + 1;
+		/* Keep clang from dropping the mask because of the check above: the verifier
+		 * does not always carry that bound to here. */
+		asm volatile("" : "+r"(t));
+		t &= MAX_TOKENS - 1;
+		a->off[t] = a->tstart;
+		a->len[t] = pos - a->tstart;
+		a->tstart = pos + 1;
+		a->scan = pos + 1;
+		return 0;
 	}
-	room = limit - pos;
-	if (room > MAX_ARGV_BYTES || room == 0)
-		return 1;
-	pos &= MAX_ARGV_BYTES - 1;
-	/* One token per call: the helper stops at the NUL and says where it was. */
-	if (s->rd.user)
-		n = bpf_probe_read_user_str(&a->data[pos], room, (const void *)(s->rd.src + pos));
-	else
-		n = bpf_probe_read_kernel_str(&a->data[pos], room, (const void *)(s->rd.src + pos));
-	if (n <= 0) {
-		a->fault = 1;
-		return 1;
-	}
-	t = a->ntok & (MAX_TOKENS - 1);
-	a->off[t] = pos;
-	a->len[t] = n - 1;
-	a->ntok++;
-	a->nbytes = pos + n;
+	a->scan = scan + SPLIT_WORDS * 8;
 	return 0;
 }
 
@@ -373,18 +409,35 @@ static __always_inline void argv_read(struct classify_scratch *s, unsigned long 
 {
 	struct argv_buf *a = &s->argv;
 	struct cls_cb cb = { .slot = s->st.slot };
+	__u32 n;
+	long err;
 
 	a->ntok = 0;
 	a->nbytes = 0;
+	a->tstart = 0;
+	a->scan = 0;
 	a->truncated = 0;
 	a->fault = 0;
 	a->total = end > start ? end - start : 0;
 	if (end - start > MAX_ARGV_BYTES)
 		a->truncated = 1;
-	s->rd.src = start;
-	s->rd.user = user;
-	/* One more round than MAX_TOKENS, to notice a token too many. */
-	bpf_loop(MAX_TOKENS + 1, argv_read_step, &cb, 0);
+	n = a->total < MAX_ARGV_BYTES ? a->total : MAX_ARGV_BYTES;
+	if (n == 0)
+		return;
+	/* One copy of the whole block, then split it: far cheaper than a read per token. */
+	if (user)
+		err = bpf_probe_read_user(a->data, n, (const void *)start);
+	else
+		err = bpf_probe_read_kernel(a->data, n, (const void *)start);
+	if (err) {
+		a->fault = 1;
+		return;
+	}
+	a->nbytes = n;
+	bpf_loop(MAX_TOKENS + 1 + MAX_ARGV_BYTES / 8 / SPLIT_WORDS, argv_split_step, &cb, 0);
+	/* Bytes after the last NUL are a token cut short: argv did not fit. */
+	if (a->tstart < n)
+		a->truncated = 1;
 }
 
 /*
@@ -445,14 +498,6 @@ static __always_inline __u8 cls_action(struct cls_state *st, __u32 rule)
 		return ACTION_OFF;
 	a = bpf_map_lookup_elem(&rules, &k);
 	return a ? *a : ACTION_OFF;
-}
-
-/* Bytes [0, n) of a little-endian word, n in 0..8. */
-static __always_inline __u64 low_bytes(__u64 w, __u32 n)
-{
-	if (n >= 8)
-		return w;
-	return w & ((1ULL << (n * 8)) - 1);
 }
 
 /* Look name argv[off .. off+len) up at the current node. */
@@ -642,65 +687,83 @@ static __always_inline void cls_path_class(struct classify_scratch *s, struct cl
 	bpf_loop(VALUE_MAX, cls_canon_step, cb, 0);
 }
 
-static __always_inline int cls_pmatch(struct classify_scratch *s, struct cls_cb *cb,
-				      struct pattern *p)
-{
-	struct cls_state *st = &s->st;
-	struct argv_buf *a = &s->argv;
-	__u32 off = st->c_off, len = st->c_len, plen = p->len, L;
-
-	if (plen > PATTERN_MAX)
-		return 0;
-	switch (p->kind) {
-	case PAT_EXACT:
-		return len == plen && cls_memeq(a, off, p, plen);
-	case PAT_PREFIX:
-		return len >= plen && cls_memeq(a, off, p, plen);
-	case PAT_SUFFIX:
-		return len >= plen && cls_memeq(a, off + len - plen, p, plen);
-	case PAT_PATH:
-		if (st->c_path == PATH_UNKNOWN)
-			cls_path_class(s, cb);
-		if (st->c_path != PATH_COMPARE)
-			return st->c_path == PATH_SENSITIVE;
-		L = st->c_L;
-		if (L == plen)
-			return cls_memeq(a, off, p, plen);
-		if (L > plen)
-			return ARGV_BYTE(a, off + plen) == '/' && cls_memeq(a, off, p, plen);
-		return p->s[L & (PATTERN_MAX - 1)] == '/' && cls_memeq(a, off, p, L);
-	}
-	return 0;
-}
-
-/* One pattern of ANYPAT (c_keys == 0) or of KEYMATCH on the lowered key (c_keys == 1). */
+/*
+ * PMATCH of pattern p against the candidate, or (c_keys) p == the lowered key for KEYMATCH.
+ * Every case comes down to one comparison of n bytes at aoff with p->s: the comparison is
+ * inlined once, which keeps the verifier's work small.
+ */
 static long cls_pat_step(__u32 idx, struct cls_cb *cb)
 {
 	struct classify_scratch *s = scratch_of(cb);
 	struct cls_state *st;
+	struct argv_buf *a;
 	struct pattern *p;
+	__u32 off, len, plen, aoff, n, L;
 
 	if (!s)
 		return 1;
 	st = &s->st;
+	a = &s->argv;
 	if (idx >= st->m_npat)
 		return 1;
 	p = cls_pattern(st, st->m_pat + idx);
 	if (!p)
 		return 1;
-	if (st->c_keys) {
-		if (p->kind == PAT_KEY && p->len == st->l_o &&
-		    cls_memeq(&s->argv, LKEY_OFF, p, st->l_o)) {
-			st->c_hit = 1;
-			return 1;
-		}
+	off = st->c_off;
+	len = st->c_len;
+	plen = p->len;
+	if (plen > PATTERN_MAX)
 		return 0;
+	aoff = off;
+	n = plen;
+	if (st->c_keys) {
+		if (p->kind != PAT_KEY || plen != st->l_o)
+			return 0;
+		aoff = LKEY_OFF;
+		goto compare;
 	}
-	if (p->kind != PAT_KEY && cls_pmatch(s, cb, p)) {
-		st->c_hit = 1;
-		return 1;
+	switch (p->kind) {
+	case PAT_EXACT:
+		if (len != plen)
+			return 0;
+		break;
+	case PAT_PREFIX:
+		if (len < plen)
+			return 0;
+		break;
+	case PAT_SUFFIX:
+		if (len < plen)
+			return 0;
+		aoff = off + len - plen;
+		break;
+	case PAT_PATH:
+		if (st->c_path == PATH_UNKNOWN)
+			cls_path_class(s, cb);
+		if (st->c_path == PATH_SENSITIVE)
+			goto hit;
+		if (st->c_path != PATH_COMPARE)
+			return 0;
+		L = st->c_L;
+		if (L > plen) {
+			/* s under p */
+			if (ARGV_BYTE(a, off + plen) != '/')
+				return 0;
+		} else if (L < plen) {
+			/* s an ancestor of p */
+			if (p->s[L & (PATTERN_MAX - 1)] != '/')
+				return 0;
+			n = L;
+		}
+		break;
+	default:
+		return 0; /* PAT_KEY only names keys */
 	}
-	return 0;
+compare:
+	if (!cls_memeq(a, aoff, p, n))
+		return 0;
+hit:
+	st->c_hit = 1;
+	return 1;
 }
 
 static __always_inline int cls_anypat(struct classify_scratch *s, struct cls_cb *cb, __u32 off,
@@ -817,12 +880,15 @@ static long cls_csv_step(__u32 idx, struct cls_cb *cb)
 	st->m_eq = NOT_FOUND;
 	if (fstart > idx)
 		return 0;
-	if (st->m_extract == EXTRACT_CSV_ELEM)
-		hit = cls_anypat(s, cb, st->m_off + fstart, idx - fstart);
-	else
-		hit = eq != NOT_FOUND && eq >= fstart && eq < idx &&
-		      cls_keymatch(s, cb, st->m_off + fstart, eq - fstart) &&
-		      cls_anypat(s, cb, st->m_off + eq + 1, idx - eq - 1);
+	if (st->m_extract == EXTRACT_CSV_FIELD) {
+		/* "key=rest": the key must be one of the PAT_KEY patterns, then rest is matched */
+		if (eq == NOT_FOUND || eq < fstart || eq >= idx ||
+		    !cls_keymatch(s, cb, st->m_off + fstart, eq - fstart))
+			return 0;
+		fstart = eq + 1;
+	}
+	/* One call site for cls_anypat: the verifier checks a callback once per call site. */
+	hit = cls_anypat(s, cb, st->m_off + fstart, idx - fstart);
 	if (hit) {
 		st->m_hit = 1;
 		return 1;
@@ -844,17 +910,16 @@ static __always_inline int cls_match(struct classify_scratch *s, struct cls_cb *
 	st->m_extract = e->extract;
 	switch (e->extract) {
 	case EXTRACT_WHOLE:
-		return cls_anypat(s, cb, off, len);
+		break;
 	case EXTRACT_VOLUME_SRC:
-		c = cls_find(s, cb, off, len, ':');
-		if (c == NOT_FOUND)
-			return 0;
-		return cls_anypat(s, cb, off, c);
 	case EXTRACT_KV_KEY:
-		c = cls_find(s, cb, off, len, '=');
-		if (c == NOT_FOUND)
-			c = len;
-		return cls_anypat(s, cb, off, c);
+		/* the source before ':' (none: no bind), the key before '=' (none: all of it) */
+		c = cls_find(s, cb, off, len, e->extract == EXTRACT_VOLUME_SRC ? ':' : '=');
+		if (c == NOT_FOUND && e->extract == EXTRACT_VOLUME_SRC)
+			return 0;
+		if (c != NOT_FOUND)
+			len = c;
+		break;
 	case EXTRACT_CSV_FIELD:
 	case EXTRACT_CSV_ELEM:
 		st->m_off = off;
@@ -864,8 +929,10 @@ static __always_inline int cls_match(struct classify_scratch *s, struct cls_cb *
 		st->m_hit = 0;
 		bpf_loop(VALUE_MAX + 1, cls_csv_step, cb, 0);
 		return st->m_hit;
+	default:
+		return 1; /* an extractor this interpreter does not know: be conservative */
 	}
-	return 1; /* an extractor this interpreter does not know: be conservative */
+	return cls_anypat(s, cb, off, len);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -954,30 +1021,49 @@ static __always_inline void cls_finish(struct cls_state *st)
 		cls_result(st, VERDICT_ALLOW, 0, 0, 0, 0);
 }
 
-/* APPLY(effect, bool b | value argv[off .. off+len), token tok). */
-static __always_inline void cls_apply(struct classify_scratch *s, struct cls_cb *cb, __u16 id,
-				      int is_value, int b, __u32 off, __u32 len, __u32 tok)
+/*
+ * APPLY(effect, bool b | value argv[off .. off+len), token tok).
+ * A value flag is only noted here and applied by cls_step once the token is parsed: a token
+ * has at most one value, and MATCH, the bulk of the program, is then inlined at a single place
+ * instead of at every flag form.
+ */
+static __always_inline void cls_apply(struct classify_scratch *s, __u16 id, int is_value, int b,
+				      __u32 off, __u32 len, __u32 tok)
 {
 	struct cls_state *st = &s->st;
 	struct effect *e;
-	__u8 rule;
 
 	if (id == 0)
 		return;
+	if (is_value) {
+		st->v_effect = id;
+		st->v_off = off;
+		st->v_len = len;
+		st->v_tok = tok;
+		return;
+	}
 	e = cls_effect(st, id);
 	if (!e)
 		return;
-	if (e->kind == EFFECT_HELP) {
-		/* help is a bool flag everywhere; a value-taking help flag has no effect */
-		if (!is_value)
-			st->help = b;
+	if (e->kind == EFFECT_HELP)
+		st->help = b;
+	else if (b)
+		cls_trigger(st, e->rule, id, tok);
+}
+
+static __always_inline void cls_apply_value(struct classify_scratch *s, struct cls_cb *cb)
+{
+	struct cls_state *st = &s->st;
+	__u16 id = st->v_effect;
+	struct effect *e;
+
+	st->v_effect = 0;
+	e = cls_effect(st, id);
+	/* help is a bool flag everywhere; a value-taking help flag has no effect */
+	if (!e || e->kind == EFFECT_HELP)
 		return;
-	}
-	rule = e->rule;
-	if (is_value)
-		b = cls_match(s, cb, e, off, len);
-	if (b)
-		cls_trigger(st, rule, id, tok);
+	if (cls_match(s, cb, e, st->v_off, st->v_len))
+		cls_trigger(st, e->rule, id, st->v_tok);
 }
 
 static __always_inline void cls_positional(struct classify_scratch *s, __u32 i, __u32 off,
@@ -1081,7 +1167,7 @@ static long cls_cluster_step(__u32 idx, struct cls_cb *cb)
 			goto parse_error;
 		is_value = 1;
 	}
-	cls_apply(s, cb, target, is_value, b, roff, rlen, i);
+	cls_apply(s, target, is_value, b, roff, rlen, i);
 	return !more;
 parse_error:
 	cls_parse_error(st, i);
@@ -1094,19 +1180,16 @@ static __always_inline void cls_long_flag(struct classify_scratch *s, struct cls
 	struct cls_state *st = &s->st;
 	struct argv_buf *a = &s->argv;
 	struct lex_val *lv;
-	__u32 k, eq = NOT_FOUND, name_len, voff = 0, vlen = 0;
+	__u32 eq, name_len, voff = 0, vlen = 0;
 	__u16 target;
 	int b = 1;
 
-	/* A name longer than LEX_NAME_MAX is never found, so look no further for the '='. */
-	for (k = 0; k <= LEX_NAME_MAX; k++) {
-		if (k + 2 >= len)
-			break;
-		if (ARGV_BYTE(a, off + 2 + k) == '=') {
-			eq = k;
-			break;
-		}
-	}
+	/*
+	 * A name longer than LEX_NAME_MAX is never found, so look no further for the '='.
+	 * (A bpf_loop, not an unrolled loop: the verifier would follow every position of the
+	 * '=' separately through all that comes after.)
+	 */
+	eq = cls_find(s, cb, off + 2, len - 2 < LEX_NAME_MAX + 1 ? len - 2 : LEX_NAME_MAX + 1, '=');
 	name_len = eq != NOT_FOUND ? eq : len - 2;
 	lv = cls_lookup(s, LEX_LONG, off + 2, name_len);
 	if (!lv)
@@ -1120,7 +1203,7 @@ static __always_inline void cls_long_flag(struct classify_scratch *s, struct cls
 			voff = off + 3 + eq;
 			vlen = len - 3 - eq;
 		}
-		cls_apply(s, cb, target, 1, 0, voff, vlen, i);
+		cls_apply(s, target, 1, 0, voff, vlen, i);
 		return;
 	}
 	if (eq != NOT_FOUND) {
@@ -1128,7 +1211,7 @@ static __always_inline void cls_long_flag(struct classify_scratch *s, struct cls
 		if (b < 0)
 			goto parse_error;
 	}
-	cls_apply(s, cb, target, 0, b, 0, 0, i);
+	cls_apply(s, target, 0, b, 0, 0, i);
 	return;
 parse_error:
 	cls_parse_error(st, i);
@@ -1174,6 +1257,8 @@ static long cls_step(__u32 idx, struct cls_cb *cb)
 		st->j = 1;
 		bpf_loop(CLUSTER_MAX + 1, cls_cluster_step, cb, 0);
 	}
+	if (st->v_effect && !st->done)
+		cls_apply_value(s, cb);
 	if (st->done)
 		return 1;
 	st->i++;
@@ -1200,6 +1285,7 @@ static __always_inline void classify(struct classify_scratch *s, __u32 bin, stru
 	st->done = 0;
 	st->leaf_tok = 0;
 	st->node = 0;
+	st->v_effect = 0;
 	gen = bpf_map_lookup_elem(&table_gen, &zero);
 	st->gen = gen ? *gen & 1 : 0;
 	if (bin >= NUM_BINARIES) {

@@ -17,13 +17,7 @@ type classifyTestClassifyScratch struct {
 	_    structs.HostLayout
 	Busy uint32
 	Pad  uint32
-	Rd   struct {
-		_    structs.HostLayout
-		Src  uint64
-		User uint8
-		Pad  [7]uint8
-	}
-	St struct {
+	St   struct {
 		_          structs.HostLayout
 		Slot       uint32
 		Gen        uint32
@@ -62,6 +56,10 @@ type classifyTestClassifyScratch struct {
 			Token   uint16
 			Pad2    uint16
 		}
+		V_off     uint32
+		V_len     uint32
+		V_effect  uint16
+		V_tok     uint16
 		T_idx     uint32
 		T_off     uint32
 		T_len     uint32
@@ -93,11 +91,14 @@ type classifyTestClassifyScratch struct {
 		L_o       uint32
 		Key       classifyTestLexKey
 	}
+	_    [4]byte
 	Argv struct {
 		_         structs.HostLayout
 		Ntok      uint32
 		Nbytes    uint32
 		Total     uint32
+		Tstart    uint32
+		Scan      uint32
 		Truncated uint8
 		Fault     uint8
 		Pad       uint16
