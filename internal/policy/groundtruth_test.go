@@ -44,6 +44,8 @@ const (
 	demoDir = "/srv/demo"
 	// gtHost is the -H value variants use; demoDir in it is rewritten like any path.
 	gtHost = "unix://" + demoDir + "/fake.sock"
+	// dialStdioRequest is the corpus's name for the request file under the demo dir.
+	dialStdioRequest = "dialstdio-req.txt"
 )
 
 var (
@@ -58,7 +60,10 @@ type gtCase struct {
 	label  string // BLOCK, ALLOW or ANY for corpus rows; "" for variants
 	argv   []string
 	env    map[string]string // extra environment; "<unset>" removes the variable
-	stdin  string            // "" for /dev/null, else a file name under the demo dir
+	// stdin is a file name under the demo dir, or "" for dialStdioRequest: every command gets
+	// a raw API request on stdin, so any argv that turns the CLI into a tunnel (system
+	// dial-stdio however spelled) shows it by reaching the fake.
+	stdin string
 }
 
 func (c gtCase) key() string {
@@ -139,6 +144,8 @@ func TestGroundTruth(t *testing.T) {
 		}
 		if m := stdinNoteRe.FindStringSubmatch(r.reason); m != nil {
 			c.stdin = m[1]
+		} else if strings.Contains(r.reason, "(stdin: /dev/null)") {
+			c.stdin = os.DevNull
 		}
 		add(c)
 		corpusCases = append(corpusCases, c)
@@ -154,9 +161,6 @@ func TestGroundTruth(t *testing.T) {
 	nVariants := len(cases) - nCorpus
 	for i, argv := range gtExtra {
 		c := gtCase{origin: fmt.Sprintf("extra %d", i), argv: argv}
-		if slices.Contains(argv, "dial-stdio") {
-			c.stdin = "dialstdio-req.txt"
-		}
 		add(c)
 		for _, v := range gtVariants(c, gtSample(4)) {
 			add(v)
@@ -485,15 +489,20 @@ func gtRunCase(docker, base string, c gtCase) (r gtRun) {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	if c.stdin != "" {
-		f, err := os.Open(filepath.Join(demo, c.stdin))
-		if err != nil {
-			r.err = err
-			return r
-		}
-		defer f.Close()
-		cmd.Stdin = f
+	stdin := filepath.Join(demo, dialStdioRequest)
+	switch {
+	case c.stdin == os.DevNull:
+		stdin = os.DevNull
+	case c.stdin != "":
+		stdin = filepath.Join(demo, c.stdin)
 	}
+	f, err := os.Open(stdin)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer f.Close()
+	cmd.Stdin = f
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
 	cmd.WaitDelay = 2 * time.Second
@@ -543,7 +552,7 @@ func gtDemoFiles(demo, sock string) error {
 		filepath.Join(demo, "tls", "ca.pem"): nil,
 		filepath.Join(cfg, "ca.pem"):         nil,
 		// What `docker system dial-stdio` forwards: a hand-written request, no client User-Agent.
-		filepath.Join(demo, "dialstdio-req.txt"): fmt.Appendf(nil, "POST /v%s/containers/ctr/exec HTTP/1.1\r\nHost: docker\r\n%s: 1\r\n"+
+		filepath.Join(demo, dialStdioRequest): fmt.Appendf(nil, "POST /v%s/containers/ctr/exec HTTP/1.1\r\nHost: docker\r\n%s: 1\r\n"+
 			"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 			fakeapi.APIVersion, fakeapi.TunnelHeader, len(execBody), execBody),
 	}
