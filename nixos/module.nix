@@ -79,12 +79,12 @@ let
   # attach. Kernels before 5.8 (unsupported) or site policies that need it use extraCapabilities.
   ++ cfg.extraCapabilities;
 
-  # Login shell that puts the session under `dockwatch sandbox`. A login shell is started with
-  # argv[0] "-name"; keep it a login shell inside the sandbox.
+  # Login shell that puts the session under `dockwatch sandbox`. sshd, login and `su -` start a
+  # login shell with no arguments (the "-name" argv[0] that marks it is lost when the kernel runs
+  # a script), so no arguments means a login shell; `ssh host cmd` passes `-c cmd` through.
   sandboxShell = pkgs.writeShellScript "dockwatch-sandbox-shell" ''
-    login=
-    case "$0" in -*) login=-l ;; esac
-    exec ${cfg.package}/bin/dockwatch sandbox --profile ${cfg.sandbox.profile} -- ${cfg.sandbox.shell} $login "$@"
+    if [ "$#" -eq 0 ]; then set -- -l; fi
+    exec ${cfg.package}/bin/dockwatch sandbox --profile ${cfg.sandbox.profile} -- ${cfg.sandbox.shell} "$@"
   '';
 
   isRoot = u: u == "root" || u == "0";
@@ -318,6 +318,18 @@ in
             + "(the setgid wrapper gives it docker access), or set services.dockwatch.access = \"group\".";
         })
         (optionals (cfg.access == "setgid") cfg.users)
+      ++ optional cfg.sandbox.enable {
+        # An unprivileged process can only install a seccomp filter after setting no_new_privs,
+        # and no_new_privs makes exec ignore set-group-ID bits: under the sandbox the setgid
+        # docker wrapper would run without the docker group and every docker command would fail.
+        # setgid access does not need the sandbox for the socket: the kernel's permission check
+        # and the non-dumpable client already stop what the filter would (io_uring, namespaces,
+        # ptrace, pidfd_getfd).
+        assertion = cfg.access == "group";
+        message = "services.dockwatch.sandbox.enable needs services.dockwatch.access = \"group\": the sandbox sets "
+          + "no_new_privs, which disables the setgid docker wrapper of access = \"setgid\" (and setgid access "
+          + "already keeps io_uring, user namespaces and ptrace away from the socket).";
+      }
       ++ map
         (u: {
           assertion = !(isNumeric u) && ((userDecl u).isNormalUser or false || (userDecl u).isSystemUser or false);

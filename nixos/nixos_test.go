@@ -351,15 +351,15 @@ func TestGroupAccessAndOptions(t *testing.T) {
 
 func TestSandboxShell(t *testing.T) {
 	s := evalSystem(t, `{
-	  services.dockwatch = { enable = true; sandbox.enable = true; };
-	  users.users.ai-worker.isNormalUser = true;
+	  services.dockwatch = { enable = true; access = "group"; sandbox.enable = true; };
+	  users.users.ai-worker = { isNormalUser = true; extraGroups = [ "docker" ]; };
 	}`)
 	shell, _ := s.Users["ai-worker"]["shell"].(string)
 	if !strings.HasPrefix(shell, "/nix/store/") {
 		t.Fatalf("users.users.ai-worker.shell = %v, want the sandbox wrapper", s.Users["ai-worker"]["shell"])
 	}
 	want := "exec " + s.Package + "/bin/dockwatch sandbox --profile agent -- "
-	if !strings.Contains(s.ShellText, want) || !strings.Contains(s.ShellText, `"$@"`) {
+	if !strings.Contains(s.ShellText, want) || !strings.Contains(s.ShellText, `"$@"`) || !strings.Contains(s.ShellText, "set -- -l") {
 		t.Errorf("wrapper script:\n%s\nwant it to contain %q", s.ShellText, want)
 	}
 }
@@ -404,7 +404,9 @@ func TestBadConfigurations(t *testing.T) {
 			[]string{"services.dockwatch.clients is empty"}},
 		{"no sockets", `{ services.dockwatch = { enable = true; sockets = [ ]; }; }`,
 			[]string{"services.dockwatch.sockets is empty"}},
-		{"sandbox for undeclared user", `{ services.dockwatch = { enable = true; sandbox.enable = true; users = [ "ghost" ]; }; }`,
+		{"sandbox with setgid access", `{ services.dockwatch = { enable = true; sandbox.enable = true; }; users.users.ai-worker.isNormalUser = true; }`,
+			[]string{`sandbox.enable needs services.dockwatch.access = "group"`, "no_new_privs"}},
+		{"sandbox for undeclared user", `{ services.dockwatch = { enable = true; access = "group"; sandbox.enable = true; users = [ "ghost" ]; }; }`,
 			[]string{"wraps the login shell of users.users.ghost"}},
 		{"mode", `{ services.dockwatch = { enable = true; policy.mode = "block"; }; }`,
 			[]string{"services.dockwatch.policy.mode' is not of type `one of \"enforce\", \"audit\"'", `"block"`}},

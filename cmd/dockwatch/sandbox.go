@@ -36,6 +36,9 @@ PATH). The filter is inherited by everything CMD starts and cannot be removed.
 The agent profile allows everything except ptrace, process_vm_readv/writev, pidfd_getfd,
 io_uring, bpf, perf_event_open, userfaultfd, kexec, kernel modules, keyrings, mounts, setns and
 user-namespace creation (EPERM); clone3 fails with ENOSYS so libc falls back to clone.
+
+no_new_privs makes exec ignore set-user-ID and set-group-ID bits: under the sandbox sudo does not
+elevate and a setgid docker CLI does not get the docker group. Use it with access = "group".
 `
 
 func cmdSandbox(_ context.Context, args []string, stdout, stderr io.Writer) int {

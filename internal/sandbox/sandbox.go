@@ -16,6 +16,11 @@
 // native one kills the process. The library itself answers x32 syscalls (x86_64 numbers with
 // bit 30 set) with ENOSYS.
 //
+// An unprivileged process can only install a filter after setting no_new_privs, and no_new_privs
+// makes exec ignore set-user-ID and set-group-ID bits. The agent profile therefore does not combine
+// with setgid socket access (the setgid docker CLI would run without the docker group); it is
+// meant for group access, where the BPF gate is the barrier and these syscalls are its bypasses.
+//
 // Supported: x86_64 (amd64) and aarch64 (arm64). Other architectures are refused with
 // ErrUnsupportedArch.
 package sandbox
