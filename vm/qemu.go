@@ -73,7 +73,7 @@ func (m Machine) Run(ctx context.Context) (*Boot, error) {
 
 	// quiet keeps the console to warnings and worse, which Check looks for; the init's own
 	// lines are still printed. mitigations=off only makes TCG faster.
-	appendArgs := []string{"console=ttyS0", "panic=-1", "quiet", "mitigations=off", CmdlinePrefix + "config=" + m.Name}
+	appendArgs := []string{"console=ttyS0", "panic=-1", "quiet", "mitigations=off", "no_timer_check", CmdlinePrefix + "config=" + m.Name}
 	if m.LSM != "" {
 		appendArgs = append(appendArgs, "lsm="+m.LSM)
 	}
