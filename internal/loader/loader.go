@@ -39,6 +39,10 @@ type Options struct {
 
 	CgroupPath string // where to attach the connect gate; "" finds the cgroup v2 root
 	RuntimeDir string // where a missing cgroup2 gets mounted
+
+	// PinDir, when set, pins links and maps there and adopts what an earlier Load pinned
+	// (pin.go); Close then leaves enforcement in place and Unload removes it.
+	PinDir string
 }
 
 // TrustedClient is a binary identified by its file, as the kernel sees it.
@@ -59,6 +63,7 @@ type Enforcer struct {
 	coll     *ebpf.Collection
 	links    []link.Link
 	attached []string
+	pins     *PinInfo
 }
 
 // Load probes the kernel, loads the programs that it supports with the given settings, fills
@@ -111,6 +116,13 @@ func Load(opts Options) (*Enforcer, error) {
 		if !slices.Contains(plan.Programs, name) {
 			delete(spec.Programs, name)
 		}
+	}
+	if opts.PinDir != "" {
+		if err := e.loadPinned(opts, spec, cfg, socks); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		return e, nil
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
@@ -179,42 +191,51 @@ func (e *Enforcer) fill(opts Options, socks []protectedSocket) error {
 
 func (e *Enforcer) attach(opts Options) error {
 	for _, name := range e.Plan.Programs {
-		prog := e.coll.Programs[name]
-		var (
-			l    link.Link
-			err  error
-			what string
-		)
-		switch name {
-		case "dw_fork", "dw_exec":
-			l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
-			what = map[string]string{"dw_fork": "tp_btf/sched_process_fork", "dw_exec": "tp_btf/sched_process_exec"}[name]
-		case "dw_connect_unix":
-			cg := opts.CgroupPath
-			if cg == "" {
-				if cg, err = CgroupRoot(opts.RuntimeDir); err != nil {
-					return fmt.Errorf("attach %s: %w", name, err)
-				}
-			}
-			l, err = link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCgroupUnixConnect, Program: prog})
-			what = "cgroup/connect_unix on " + cg
-		case "dw_enter_connect", "dw_exit_connect":
-			tp := strings.Replace(name, "dw_", "sys_", 1)
-			if _, err := tracefsDir(); err != nil {
-				return fmt.Errorf("attach %s: %w", name, err)
-			}
-			l, err = link.Tracepoint("syscalls", tp, prog, nil)
-			what = "tracepoint/syscalls/" + tp
-		default:
-			return fmt.Errorf("attach %s: unknown program", name)
-		}
+		l, what, err := e.attachProgram(opts, name)
 		if err != nil {
-			return fmt.Errorf("attach %s: %w", name, err)
+			return err
 		}
 		e.links = append(e.links, l)
 		e.attached = append(e.attached, what)
 	}
 	return nil
+}
+
+// attachProgram attaches one program of the plan and says where.
+func (e *Enforcer) attachProgram(opts Options, name string) (link.Link, string, error) {
+	prog := e.coll.Programs[name]
+	var (
+		l    link.Link
+		err  error
+		what string
+	)
+	switch name {
+	case "dw_fork", "dw_exec":
+		l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+		what = map[string]string{"dw_fork": "tp_btf/sched_process_fork", "dw_exec": "tp_btf/sched_process_exec"}[name]
+	case "dw_connect_unix":
+		cg := opts.CgroupPath
+		if cg == "" {
+			if cg, err = CgroupRoot(opts.RuntimeDir); err != nil {
+				return nil, "", fmt.Errorf("attach %s: %w", name, err)
+			}
+		}
+		l, err = link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCgroupUnixConnect, Program: prog})
+		what = "cgroup/connect_unix on " + cg
+	case "dw_enter_connect", "dw_exit_connect":
+		tp := strings.Replace(name, "dw_", "sys_", 1)
+		if _, err := tracefsDir(); err != nil {
+			return nil, "", fmt.Errorf("attach %s: %w", name, err)
+		}
+		l, err = link.Tracepoint("syscalls", tp, prog, nil)
+		what = "tracepoint/syscalls/" + tp
+	default:
+		return nil, "", fmt.Errorf("attach %s: unknown program", name)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("attach %s: %w", name, err)
+	}
+	return l, what, nil
 }
 
 // Attached lists the attachments, in attach order.
