@@ -154,7 +154,8 @@ func Build(ctx context.Context, opts BuildOptions) (*Built, error) {
 		if err := checkStatic(opts.DockerCLI); err != nil {
 			return nil, err
 		}
-		if err := a.File(GuestDocker, opts.DockerCLI, 0o755); err != nil {
+		docker := stripped(ctx, opts.DockerCLI, filepath.Join(binDir, "docker"), logf)
+		if err := a.File(GuestDocker, docker, 0o755); err != nil {
 			return nil, err
 		}
 		if err := a.Symlink("/usr/bin/docker", GuestDocker); err != nil {
@@ -250,4 +251,20 @@ func checkStatic(bin string) error {
 		}
 	}
 	return nil
+}
+
+// stripped returns a copy of bin without debug information, or bin itself when strip is
+// missing or fails. Debian's static docker CLI carries DWARF; without it the initramfs is ten
+// megabytes smaller and unpacks seconds faster under TCG.
+func stripped(ctx context.Context, bin, out string, logf func(string, ...any)) string {
+	strip, err := exec.LookPath("strip")
+	if err != nil {
+		logf("packing %s unstripped: %v", bin, err)
+		return bin
+	}
+	if msg, err := exec.CommandContext(ctx, strip, "-o", out, bin).CombinedOutput(); err != nil {
+		logf("packing %s unstripped: strip: %v: %s", bin, err, msg)
+		return bin
+	}
+	return out
 }
