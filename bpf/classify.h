@@ -332,6 +332,12 @@ static __always_inline __u64 low_bytes(__u64 w, __u32 n)
 	return w & ((1ULL << (n * 8)) - 1);
 }
 
+/* Top bit of each zero byte of w, exactly (no borrow from one byte into the next). */
+static __always_inline __u64 zero_bytes(__u64 w)
+{
+	return ~(((w & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | w | 0x7f7f7f7f7f7f7f7fULL);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Reading argv                                                                             */
 
@@ -377,10 +383,7 @@ static long argv_split_step(__u32 idx, struct cls_cb *cb)
 		if (base >= nbytes)
 			return 1;
 		word = ARGV_WORD(a, base);
-		/* Top bit of each zero byte, exactly (no borrow from one byte into the next). */
-		zeros = ~(((word & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | word |
-			  0x7f7f7f7f7f7f7f7fULL);
-		zeros = low_bytes(zeros, nbytes - base);
+		zeros = low_bytes(zero_bytes(word), nbytes - base);
 		if (!zeros)
 			continue;
 		pos = base + lowest_flagged_byte(zeros);
@@ -578,7 +581,37 @@ static __always_inline int cls_memeq(struct argv_buf *a, __u32 off, struct patte
 	return 1;
 }
 
+#define NOT_FOUND 0xffffffff
+
+#define FIND_WORDS 4 /* per callback; more makes each verifier pass over the callback dearer */
+
+/* Finds sc_ch in the scan window, eight bytes at a time, FIND_WORDS words per round. */
 static long cls_find_step(__u32 idx, struct cls_cb *cb)
+{
+	struct classify_scratch *s = scratch_of(cb);
+	__u64 pattern, hits;
+	__u32 w, base, len;
+
+	if (!s)
+		return 1;
+	len = s->st.sc_len;
+	pattern = 0x0101010101010101ULL * s->st.sc_ch;
+	for (w = 0; w < FIND_WORDS; w++) {
+		base = (idx * FIND_WORDS + w) * 8;
+		if (base >= len)
+			return 1;
+		hits = zero_bytes(ARGV_WORD(&s->argv, s->st.sc_off + base) ^ pattern);
+		hits = low_bytes(hits, len - base);
+		if (hits) {
+			s->st.sc_res = base + lowest_flagged_byte(hits);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The same a byte per callback: cheap to verify where callbacks are nested deep. */
+static long cls_find_byte_step(__u32 idx, struct cls_cb *cb)
 {
 	struct classify_scratch *s = scratch_of(cb);
 
@@ -591,17 +624,23 @@ static long cls_find_step(__u32 idx, struct cls_cb *cb)
 	return 0;
 }
 
-#define NOT_FOUND 0xffffffff
-
-/* Index of the first ch in argv[off .. off+len), len <= VALUE_MAX, or NOT_FOUND. */
+/*
+ * Index of the first ch in argv[off .. off+len), len <= VALUE_MAX, or NOT_FOUND.
+ * The verifier checks a callback again for every call site and every pass over its caller, so
+ * the cost of verifying the word loop multiplies with the nesting depth: deep in MATCH
+ * (deep = 1) the byte loop is used.
+ */
 static __always_inline __u32 cls_find(struct classify_scratch *s, struct cls_cb *cb, __u32 off,
-				      __u32 len, __u8 ch)
+				      __u32 len, __u8 ch, int deep)
 {
 	s->st.sc_off = off;
 	s->st.sc_len = len;
 	s->st.sc_ch = ch;
 	s->st.sc_res = NOT_FOUND;
-	bpf_loop(VALUE_MAX, cls_find_step, cb, 0);
+	if (deep)
+		bpf_loop(VALUE_MAX, cls_find_byte_step, cb, 0);
+	else
+		bpf_loop(VALUE_MAX / 8 / FIND_WORDS, cls_find_step, cb, 0);
 	return s->st.sc_res;
 }
 
@@ -671,7 +710,7 @@ static __always_inline void cls_path_class(struct classify_scratch *s, struct cl
 	c0 = ARGV_BYTE(&s->argv, off);
 	if (c0 != '/') {
 		/* relative: "./x" and "a/b" are paths, a bare word is a volume name */
-		if (c0 == '.' || cls_find(s, cb, off, len, '/') != NOT_FOUND)
+		if (c0 == '.' || cls_find(s, cb, off, len, '/', 1) != NOT_FOUND)
 			st->c_path = PATH_SENSITIVE;
 		else
 			st->c_path = PATH_HARMLESS;
@@ -914,7 +953,7 @@ static __always_inline int cls_match(struct classify_scratch *s, struct cls_cb *
 	case EXTRACT_VOLUME_SRC:
 	case EXTRACT_KV_KEY:
 		/* the source before ':' (none: no bind), the key before '=' (none: all of it) */
-		c = cls_find(s, cb, off, len, e->extract == EXTRACT_VOLUME_SRC ? ':' : '=');
+		c = cls_find(s, cb, off, len, e->extract == EXTRACT_VOLUME_SRC ? ':' : '=', 0);
 		if (c == NOT_FOUND && e->extract == EXTRACT_VOLUME_SRC)
 			return 0;
 		if (c != NOT_FOUND)
@@ -1189,7 +1228,7 @@ static __always_inline void cls_long_flag(struct classify_scratch *s, struct cls
 	 * (A bpf_loop, not an unrolled loop: the verifier would follow every position of the
 	 * '=' separately through all that comes after.)
 	 */
-	eq = cls_find(s, cb, off + 2, len - 2 < LEX_NAME_MAX + 1 ? len - 2 : LEX_NAME_MAX + 1, '=');
+	eq = cls_find(s, cb, off + 2, len - 2 < LEX_NAME_MAX + 1 ? len - 2 : LEX_NAME_MAX + 1, '=', 0);
 	name_len = eq != NOT_FOUND ? eq : len - 2;
 	lv = cls_lookup(s, LEX_LONG, off + 2, name_len);
 	if (!lv)

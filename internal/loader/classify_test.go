@@ -484,11 +484,12 @@ func TestWriteTablesSwap(t *testing.T) {
 	}
 }
 
-// benchArgv is a plausible docker run argv of about size bytes.
-func benchArgv(size int) []string {
+// benchArgv is a plausible docker run argv of about size bytes: "-e VAR=value" pairs with
+// values of valueLen bytes in front of a bind mount and an image.
+func benchArgv(size, valueLen int) []string {
 	argv := []string{"docker", "run", "--rm", "-v", "/srv/data:/data", "busybox"}
-	for i := 0; len(JoinArgv(argv)) < size-40; i++ {
-		env := fmt.Sprintf("VAR%d=%s", i, strings.Repeat("v", 30))
+	for i := 0; len(JoinArgv(argv)) < size-valueLen-10; i++ {
+		env := fmt.Sprintf("VAR%d=%s", i, strings.Repeat("v", valueLen))
 		argv = append(argv[:2], append([]string{"-e", env}, argv[2:]...)...)
 	}
 	return argv
@@ -498,10 +499,15 @@ func BenchmarkBPFClassify(b *testing.B) {
 	c := loadTestClassifier(b)
 	tab := compile(b, policy.DefaultPolicy())
 	loadTables(b, c, tab)
-	for _, size := range []int{50, 1024, 4096} {
-		argv := benchArgv(size)
+	for _, bc := range []struct {
+		name           string
+		size, valueLen int
+	}{
+		{"50B", 50, 30}, {"1KiB", 1024, 30}, {"4KiB", 4096, 30}, {"4KiB-long-values", 4096, 200},
+	} {
+		argv := benchArgv(bc.size, bc.valueLen)
 		raw := JoinArgv(argv)
-		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+		b.Run(bc.name, func(b *testing.B) {
 			want := tab.Eval(policy.BinDocker, argv)
 			var kernel time.Duration
 			const chunk = 10000
