@@ -201,6 +201,7 @@ func TestGroundTruth(t *testing.T) {
 		}
 		if r.exitCode == -1 {
 			timeouts++
+			t.Logf("timeout after %s %s: %s; requests: %s", gtTimeout, r.c.origin, gtArgv(r.argv), gtReqs(r.reqs))
 		}
 		blocked := fakeapi.Blocked(r.reqs)
 		escapes := fakeapi.Escapes(r.reqs, policy.DefaultSensitivePaths)
