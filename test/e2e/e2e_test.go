@@ -51,20 +51,29 @@ func execRequest() string {
 }
 
 type env struct {
+	access  string // "group" or "setgid"
 	d       *dockerd.Daemon
 	group   *sysuser.Group
 	worker  *sysuser.User // supervised
 	other   *sysuser.User // in the socket group, not supervised
 	dir     string        // fixtures, reachable by both users
 	demo    demoRewriter
-	cli     string // the trusted docker CLI
+	cli     string // the trusted docker CLI the worker runs
 	bin     string // built dockwatch
 	cfg     string
 	watch   *watchdog
 	blocked [][]string // argv of the blocked commands that ran, for the events check
 }
 
-func TestEndToEnd(t *testing.T) {
+// TestEndToEnd runs the suite with the seed's set-up: the worker stays in the socket's group
+// and the BPF connect gate is the barrier.
+func TestEndToEnd(t *testing.T) { testScenario(t, "group") }
+
+// TestEndToEndSetgid runs the suite with setgid access (DESIGN.md §1.9): the worker is not in
+// the socket's group and reaches the socket only through a setgid copy of the CLI.
+func TestEndToEndSetgid(t *testing.T) { testScenario(t, "setgid") }
+
+func testScenario(t *testing.T, access string) {
 	if os.Geteuid() != 0 {
 		t.Skipf("needs root (euid %d)", os.Geteuid())
 	}
@@ -73,13 +82,22 @@ func TestEndToEnd(t *testing.T) {
 		t.Skipf("bpftool is not installed: %v", err)
 	}
 
-	e := &env{}
+	e := &env{access: access}
 	e.group = sysuser.NewGroup(t)
 	e.d = dockerd.Start(t, dockerd.Options{Group: e.group.Name})
-	e.cli = e.d.CLI
-	e.worker = sysuser.NewUser(t, e.group)
+	if access == "setgid" {
+		e.worker = sysuser.NewUser(t)
+	} else {
+		e.worker = sysuser.NewUser(t, e.group)
+	}
 	e.other = sysuser.NewUser(t, e.group)
 	e.setUpFixtures(t)
+	e.cli = e.d.CLI
+	if access == "setgid" {
+		// install -o root -g <socket group> -m 2755, as the README tells operators.
+		e.cli = filepath.Join(e.dir, "bin", "docker-sg")
+		installSetID(t, e.d.CLI, e.cli, e.group.GID, 0o755|os.ModeSetgid)
+	}
 
 	// DOCKWATCH_BIN runs a prebuilt binary instead of building cmd/dockwatch.
 	if e.bin = os.Getenv("DOCKWATCH_BIN"); e.bin == "" {
@@ -90,11 +108,15 @@ func TestEndToEnd(t *testing.T) {
 	// program that switches to any uid must not be open to every local account.
 	hop := filepath.Join(e.dir, "setuidhop")
 	goBuild(t, "test/e2e/testdata/setuidhop", hop)
-	installSetuidRoot(t, hop, e.hop(e.worker), e.worker.GID)
-	installSetuidRoot(t, hop, e.hop(e.other), e.other.GID)
+	installSetID(t, hop, e.hop(e.worker), e.worker.GID, 0o750|os.ModeSetuid)
+	installSetID(t, hop, e.hop(e.other), e.other.GID, 0o750|os.ModeSetuid)
+	goBuild(t, "test/e2e/testdata/bypass", filepath.Join(e.dir, "bin", "bypass"))
 
 	e.d.MustDocker(t, "run", "-d", "--name", "ctr", dockerd.Image, "sleep", "3600")
-	e.writeConfig(t)
+	if access == "setgid" {
+		t.Run("startup-checks", e.testStartupChecks)
+	}
+	e.cfg = e.writeConfig(t, "dockwatch.toml", e.worker.Name, e.cli)
 	e.watch = startDockwatch(t, e.bin, e.cfg, e.dir)
 
 	t.Run("blocked", e.testBlocked)
@@ -149,20 +171,32 @@ func (e *env) setUpFixtures(t *testing.T) {
 	mkdir(filepath.Join(dir, "plugins"), nil)
 	mkdir(demo, nil)
 	mkdir(filepath.Join(demo, "out"), e.worker)
+	mkdir(filepath.Join(dir, "marks"), e.worker)
 	mkdir(filepath.Join(demo, "tls"), nil)
 	mkdir(filepath.Join(demo, "home", ".docker"), e.worker)
 	mkdir(filepath.Join(demo, "evilcfg", "cli-plugins"), nil)
 	// An empty tar archive is two zero blocks.
 	write(filepath.Join(demo, "empty.tar"), strings.Repeat("\x00", 1024), 0o644)
 	write(filepath.Join(demo, "dialstdio-req.txt"), "GET /_ping HTTP/1.0\r\n\r\n", 0o644)
-	// If the CLI ever got to run an attacker plugin, the plugin leaves a mark.
-	write(filepath.Join(demo, "evilcfg", "cli-plugins", "docker-evil"),
-		"#!/bin/sh\ntouch "+filepath.Join(demo, "out", "evil-ran")+"\n", 0o755)
+	if err := os.Symlink(e.d.Socket, e.linkSocket()); err != nil {
+		t.Fatal(err)
+	}
+	// Programs the CLI may be made to run (a plugin, a credential helper, an ssh
+	// ProxyCommand). Each leaves a mark, then tries the socket itself.
+	for _, name := range []string{"plugin", "credhelper", "proxycommand"} {
+		write(filepath.Join(dir, "bin", "evil-"+name), e.evilScript(name), 0o755)
+	}
+	if err := os.Symlink(filepath.Join(dir, "bin", "evil-plugin"), filepath.Join(demo, "evilcfg", "cli-plugins", "docker-evil")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "bin", "evil-credhelper"), filepath.Join(dir, "bin", "docker-credential-dwevil")); err != nil {
+		t.Fatal(err)
+	}
 
 	// The worker's docker context "ctx" points at the private socket. Root writes it into
 	// the worker's config so that creating it does not depend on the policy.
 	cfgDir := filepath.Join(e.worker.Home, ".docker")
-	cmd := exec.Command(e.cli, "context", "create", "ctx", "--docker", "host="+e.d.Host)
+	cmd := exec.Command(e.d.CLI, "context", "create", "ctx", "--docker", "host="+e.d.Host)
 	cmd.Env = []string{"HOME=" + e.worker.Home, "DOCKER_CONFIG=" + cfgDir}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("create context ctx: %v\n%s", err, out)
@@ -170,14 +204,43 @@ func (e *env) setUpFixtures(t *testing.T) {
 	if err := chownTree(cfgDir, e.worker.UID, e.worker.GID); err != nil {
 		t.Fatal(err)
 	}
-
-	if err := copyFile(e.cli, filepath.Join(dir, "bin", "docker"), 0o755); err != nil {
+	// A DOCKER_CONFIG whose credential store is the attacker's helper.
+	credDir := filepath.Join(dir, "credcfg")
+	mkdir(credDir, e.worker)
+	write(filepath.Join(credDir, "config.json"), `{"credsStore":"dwevil"}`+"\n", 0o644)
+	// ssh reads the config of the passwd home, so it goes there; ssh insists on the modes.
+	sshDir := filepath.Join(e.worker.Home, ".ssh")
+	if err := os.Mkdir(sshDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := copyFile(e.cli, filepath.Join(dir, "bin", "dockr"), 0o755); err != nil {
+	write(filepath.Join(sshDir, "config"), "Host dwevil\n\tProxyCommand "+filepath.Join(dir, "bin", "evil-proxycommand")+"\n"+
+		"\tStrictHostKeyChecking no\n\tUserKnownHostsFile /dev/null\n", 0o600)
+	if err := chownTree(sshDir, e.worker.UID, e.worker.GID); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := copyFile(e.d.CLI, filepath.Join(dir, "bin", "docker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(e.d.CLI, filepath.Join(dir, "bin", "dockr"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 }
+
+// evilScript is a program the CLI might run on the attacker's behalf: it records that it ran,
+// with its groups, then asks dockerd to create an exec instance through a symlink to the
+// socket, a path the connect gate does not know. "sh -p" keeps the effective group a setgid
+// client passes on (dash would otherwise drop it, as a compiled program would not).
+func (e *env) evilScript(name string) string {
+	mark := filepath.Join(e.dir, "marks", name)
+	return "#!/bin/sh -p\n" +
+		"id > " + mark + "\n" +
+		"exec curl -sS --max-time 5 --unix-socket " + e.linkSocket() + " -X POST -H 'Content-Type: application/json' " +
+		`-d '{"Cmd":["true"]}' http://docker/containers/ctr/exec >> ` + mark + " 2>&1\n"
+}
+
+// linkSocket is a symlink to the socket in the fixtures.
+func (e *env) linkSocket() string { return filepath.Join(e.dir, "link.sock") }
 
 // fixturePrefix starts the name of the fixtures directory in os.TempDir.
 const fixturePrefix = "dwe2e"
@@ -204,7 +267,8 @@ func removeStaleFixtures(t *testing.T) {
 	}
 }
 
-func (e *env) writeConfig(t *testing.T) {
+// writeConfig writes a config that supervises user and trusts client, and returns its path.
+func (e *env) writeConfig(t *testing.T, name, user, client string) string {
 	q := strconv.Quote
 	cfg := fmt.Sprintf(`[supervise]
 users = [%s]
@@ -214,7 +278,7 @@ follow_children = true
 sockets = [%s]
 clients = [%s]
 plugin_dirs = [%s]
-access = "group"
+access = %s
 
 [policy]
 mode = "enforce"
@@ -225,12 +289,13 @@ group = "root"
 
 [metrics]
 listen = ""
-`, q(e.worker.Name), q(e.d.Socket), q(e.cli), q(filepath.Join(e.dir, "plugins")),
+`, q(user), q(e.d.Socket), q(client), q(filepath.Join(e.dir, "plugins")), q(e.access),
 		q(filepath.Join(e.dir, "events.sock")))
-	e.cfg = filepath.Join(e.dir, "dockwatch.toml")
-	if err := os.WriteFile(e.cfg, []byte(cfg), 0o644); err != nil {
+	path := filepath.Join(e.dir, name)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return path
 }
 
 // run runs argv (argv[0] as given, the program at path) as u with a timeout.
@@ -251,10 +316,15 @@ func run(t *testing.T, u *sysuser.User, env []string, stdin io.Reader, path stri
 	return res
 }
 
-// dockerAs runs the trusted docker CLI as u against the private dockerd.
+// dockerAs runs the docker CLI as u against the private dockerd: the trusted client for the
+// worker, the distribution's binary for everyone else.
 func (e *env) dockerAs(t *testing.T, u *sysuser.User, args ...string) sysuser.Result {
 	t.Helper()
-	return run(t, u, []string{"DOCKER_HOST=" + e.d.Host}, nil, e.cli, append([]string{"docker"}, args...)...)
+	cli := e.d.CLI
+	if u == e.worker {
+		cli = e.cli
+	}
+	return run(t, u, []string{"DOCKER_HOST=" + e.d.Host}, nil, cli, append([]string{"docker"}, args...)...)
 }
 
 // quiet checks that dockerd saw no API call and logged no blocked operation since mark/since.
@@ -267,6 +337,12 @@ func (e *env) quiet(t *testing.T, what string, mark int64, since time.Time) {
 	if len(calls) > 0 {
 		t.Errorf("%s: %d API calls reached dockerd, first: %q", what, len(calls), calls[:min(len(calls), 8)])
 	}
+	e.quietEvents(t, what, since)
+}
+
+// quietEvents checks that dockerd logged no blocked operation since since.
+func (e *env) quietEvents(t *testing.T, what string, since time.Time) {
+	t.Helper()
 	events, err := e.d.Events(context.Background(), since, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -357,96 +433,6 @@ func (e *env) testAllowed(t *testing.T) {
 	if len(calls) == 0 {
 		t.Error("allowed commands made no API calls")
 	}
-}
-
-func (e *env) testBypasses(t *testing.T) {
-	req := execRequest()
-	sock := e.d.Socket
-	link := filepath.Join(e.dir, "link.sock")
-	if err := os.Symlink(sock, link); err != nil {
-		t.Fatal(err)
-	}
-	hardlink := filepath.Join(e.dir, "bin", "dkr")
-	hardlinkErr := os.Link(e.cli, hardlink)
-	hop := e.hop(e.worker)
-	dockerEnv := []string{"DOCKER_HOST=" + e.d.Host}
-	curl := func(socket string) []string {
-		return []string{"curl", "-sS", "--max-time", "10", "--unix-socket", socket, "-X", "POST",
-			"-H", "Content-Type: application/json", "-d", `{"Cmd":["true"]}`, "http://docker/containers/ctr/exec"}
-	}
-	python := `import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode())
-print(s.recv(4096))`
-
-	cases := []struct {
-		name  string
-		path  string
-		argv  []string
-		env   []string
-		stdin string
-		skip  string
-	}{
-		{name: "curl", path: "/usr/bin/curl", argv: curl(sock)},
-		{name: "python", path: "/usr/bin/python3", argv: []string{"python3", "-c", python, sock, req}},
-		{name: "nc", path: "/usr/bin/nc", argv: []string{"nc", "-N", "-w", "5", "-U", sock}, stdin: req},
-		{name: "copied-cli", path: filepath.Join(e.dir, "bin", "docker"),
-			argv: []string{"docker", "exec", "ctr", "true"}, env: dockerEnv},
-		{name: "renamed-copy", path: filepath.Join(e.dir, "bin", "dockr"),
-			argv: []string{"dockr", "exec", "ctr", "true"}, env: dockerEnv},
-		{name: "renamed-hardlink", path: hardlink,
-			argv: []string{"dkr", "exec", "ctr", "true"}, env: dockerEnv,
-			skip: errString(hardlinkErr, "cannot hard-link the CLI into the fixtures: ")},
-		{name: "copied-cli-ps", path: filepath.Join(e.dir, "bin", "docker"),
-			argv: []string{"docker", "ps"}, env: dockerEnv},
-		{name: "symlinked-socket", path: "/usr/bin/curl", argv: curl(link)},
-		{name: "proc-self-root", path: "/usr/bin/curl", argv: curl("/proc/self/root" + sock)},
-		{name: "setuid-exec-docker", path: hop,
-			argv: []string{"setuidhop", strconv.Itoa(e.other.UID), strconv.Itoa(e.group.GID),
-				"exec", e.cli, "docker", "exec", "ctr", "true"}, env: dockerEnv},
-		{name: "setuid-dial", path: hop,
-			argv: []string{"setuidhop", strconv.Itoa(e.other.UID), strconv.Itoa(e.group.GID),
-				"dial", sock, "POST", "/containers/ctr/exec", `{"Cmd":["true"]}`}},
-		{name: "setuid-exec-curl", path: hop,
-			argv: append([]string{"setuidhop", strconv.Itoa(e.other.UID), strconv.Itoa(e.group.GID),
-				"exec", "/usr/bin/curl"}, curl(sock)...)},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if c.skip != "" {
-				t.Skip(c.skip)
-			}
-			if _, err := os.Stat(c.path); err != nil {
-				t.Skipf("%s is not installed: %v", c.path, err)
-			}
-			mark, since := e.d.LogOffset(), time.Now()
-			var stdin io.Reader
-			if c.stdin != "" {
-				stdin = strings.NewReader(c.stdin)
-			}
-			res := run(t, e.worker, c.env, stdin, c.path, c.argv...)
-			t.Logf("outcome: %v", res)
-			switch {
-			case res.TimedOut:
-				t.Errorf("%s hung instead of being refused or killed: %v", c.name, res)
-			case !res.Signaled && res.ExitCode == 0:
-				t.Errorf("%s succeeded: %v", c.name, res)
-			}
-			e.quiet(t, c.name, mark, since)
-			e.reported(t, c.name, res.Pid)
-		})
-	}
-
-	// The same setuid hop, started by a user who is not supervised, does reach dockerd: the
-	// refusals above come from the mark the worker's process carries.
-	t.Run("setuid-control", func(t *testing.T) {
-		res := run(t, e.other, nil, nil, e.hop(e.other), "setuidhop", strconv.Itoa(e.other.UID), strconv.Itoa(e.group.GID),
-			"dial", sock, "POST", "/containers/ctr/exec", `{"Cmd":["true"]}`)
-		if res.ExitCode != 0 || !strings.Contains(string(res.Stdout), "201") {
-			t.Errorf("setuidhop as the unsupervised user: %v", res)
-		}
-	})
 }
 
 func (e *env) testUntouched(t *testing.T) {
@@ -574,8 +560,8 @@ func (e *env) hop(u *sysuser.User) string {
 	return filepath.Join(e.dir, "bin", "setuidhop-"+u.Name)
 }
 
-// installSetuidRoot copies src to dst as root:gid, mode 4750.
-func installSetuidRoot(t *testing.T, src, dst string, gid int) {
+// installSetID copies src to dst as root:gid with mode (which carries the set-id bits).
+func installSetID(t *testing.T, src, dst string, gid int, mode os.FileMode) {
 	t.Helper()
 	if err := copyFile(src, dst, 0o700); err != nil {
 		t.Fatal(err)
@@ -583,8 +569,8 @@ func installSetuidRoot(t *testing.T, src, dst string, gid int) {
 	if err := os.Chown(dst, 0, gid); err != nil {
 		t.Fatal(err)
 	}
-	// chmod after chown: chown clears the set-user-ID bit.
-	if err := os.Chmod(dst, 0o750|os.ModeSetuid); err != nil {
+	// chmod after chown: chown clears the set-id bits.
+	if err := os.Chmod(dst, mode); err != nil {
 		t.Fatal(err)
 	}
 }
