@@ -239,6 +239,9 @@ discard:
 	bpf_ringbuf_discard_dynptr(&dp, 0);
 }
 
+/* Setgid access: untrusted execs by holders of a socket's group (uses events, event_fill). */
+#include "setgid.h"
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
 {
@@ -272,6 +275,7 @@ int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm
 	if (!binp) {
 		st->verdict = VERDICT_NOT_CLIENT;
 		st->bin = BIN_NONE;
+		setgid_exec_check(task, &id, bprm);
 		return 0;
 	}
 	bin = *binp;

@@ -34,6 +34,10 @@ type Processor struct {
 	// ExePath names the executable of a running process; nil reads /proc/PID/exe.
 	ExePath func(pid int) string
 
+	policyMu   sync.RWMutex
+	prevTables *policy.Tables // the tables before the last SetPolicy
+	swapKtime  uint64         // CLOCK_BOOTTIME of the last SetPolicy
+
 	bootOnce  sync.Once
 	bootEpoch time.Time // wall clock at CLOCK_BOOTTIME zero
 	seq       atomic.Uint64
@@ -53,6 +57,32 @@ type Stats struct {
 	Divergences     uint64 // kernel and Go disagreed
 	DivergenceKills uint64 // processes killed from userspace after a divergence
 	KillFailures    uint64 // divergence kills that failed (process gone or recycled)
+}
+
+// SetPolicy switches the tables, trusted clients and undecided handling after a reload. The
+// kernel flips its tables at about the same moment; an exec record from before the switch that
+// agrees with the previous tables is no divergence.
+func (p *Processor) SetPolicy(t *policy.Tables, clients map[FileID]string, undecidedAllow bool) {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	p.policyMu.Lock()
+	defer p.policyMu.Unlock()
+	p.prevTables = p.Tables
+	p.swapKtime = uint64(ts.Nano())
+	p.Tables, p.Clients, p.UndecidedAllow = t, clients, undecidedAllow
+}
+
+type policySnapshot struct {
+	tables, prev   *policy.Tables
+	swapKtime      uint64
+	clients        map[FileID]string
+	undecidedAllow bool
+}
+
+func (p *Processor) policy() policySnapshot {
+	p.policyMu.RLock()
+	defer p.policyMu.RUnlock()
+	return policySnapshot{p.Tables, p.prevTables, p.swapKtime, p.Clients, p.UndecidedAllow}
 }
 
 // Stats returns a snapshot of the counters.
@@ -132,13 +162,17 @@ func verdictName(v policy.Verdict) string {
 }
 
 func (p *Processor) exec(r Record) []Event {
+	pol := p.policy()
 	ev := p.base(r, KindExec)
 	ev.Verdict = verdictName(r.Verdict)
 	ev.Argv = r.Argv
 	ev.ArgvTruncated = r.Flags&FlagArgvTruncated != 0
-	ev.Exe = p.Clients[r.Exe]
+	ev.Exe = pol.clients[r.Exe]
 	if ev.Exe == "" {
 		ev.Exe = fmt.Sprintf("dev %d:%d ino %d", r.Exe.Dev>>20, r.Exe.Dev&(1<<20-1), r.Exe.Ino)
+	}
+	if r.Flags&FlagSetgidExec != 0 {
+		return []Event{p.setgidExec(r, ev)}
 	}
 	if r.Bin == BinNone {
 		return []Event{ev}
@@ -150,29 +184,36 @@ func (p *Processor) exec(r Record) []Event {
 		ev.Reason = "a trusted client was being traced at exec"
 		return []Event{ev}
 	}
-	if p.Tables == nil {
+	tables := pol.tables
+	if tables == nil {
 		return []Event{ev}
 	}
-	d := p.Tables.Explain(bin, r.Argv, r.Result)
+	// A record from before a reload whose result the previous tables give was classified by
+	// them: explain and judge it with those.
+	if pol.prev != nil && r.KtimeNs < pol.swapKtime && !ev.ArgvTruncated &&
+		tables.Eval(bin, r.Argv) != r.Result && pol.prev.Eval(bin, r.Argv) == r.Result {
+		tables = pol.prev
+	}
+	d := tables.Explain(bin, r.Argv, r.Result)
 	ev.Rule, ev.Command, ev.Reason = d.Rule.String(), d.Command, d.Reason
 
 	// Second opinion. A truncated argv is not the whole argv, so Go cannot judge it.
 	if ev.ArgvTruncated {
 		return []Event{ev}
 	}
-	goRes := p.Tables.Eval(bin, r.Argv)
+	goRes := tables.Eval(bin, r.Argv)
 	if goRes == r.Result {
 		return []Event{ev}
 	}
 	p.stats.divergences.Add(1)
 	div := p.base(r, KindDivergence)
-	gd := p.Tables.Explain(bin, r.Argv, goRes)
+	gd := tables.Explain(bin, r.Argv, goRes)
 	div.Verdict, div.Rule, div.Command = goRes.Verdict.String(), gd.Rule.String(), gd.Command
 	div.Kernel = verdictName(r.Verdict)
 	div.Argv, div.Exe, div.Binary = ev.Argv, ev.Exe, ev.Binary
 	div.Action = ActionNone
 	div.Reason = fmt.Sprintf("kernel result %+v, Go result %+v: %s", r.Result, goRes, gd.Reason)
-	if r.Action != KernelKilled && p.mustDie(goRes.Verdict) {
+	if r.Action != KernelKilled && p.mustDie(goRes.Verdict, pol.undecidedAllow) {
 		if err := p.kill(int(r.Tgid), r.StartBoottime); err != nil {
 			p.stats.killFailures.Add(1)
 			div.Reason += fmt.Sprintf("; kill failed: %v", err)
@@ -184,8 +225,8 @@ func (p *Processor) exec(r Record) []Event {
 	return []Event{ev, div}
 }
 
-func (p *Processor) mustDie(v policy.Verdict) bool {
-	return v == policy.VerdictBlock || (v == policy.VerdictUndecided && !p.UndecidedAllow)
+func (p *Processor) mustDie(v policy.Verdict, undecidedAllow bool) bool {
+	return v == policy.VerdictBlock || (v == policy.VerdictUndecided && !undecidedAllow)
 }
 
 func (p *Processor) connect(r Record) Event {
@@ -196,7 +237,7 @@ func (p *Processor) connect(r Record) Event {
 	if r.Flags&FlagPostConnect != 0 {
 		ev.Socket = fmt.Sprintf("dev %d:%d ino %d", r.Sock.Dev>>20, r.Sock.Dev&(1<<20-1), r.Sock.Ino)
 	}
-	ev.Exe = p.Clients[r.Exe]
+	ev.Exe = p.policy().clients[r.Exe]
 	if ev.Exe == "" {
 		ev.Exe = p.exePath(int(r.Tgid))
 	}

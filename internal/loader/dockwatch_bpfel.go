@@ -17,13 +17,7 @@ type dockwatchClassifyScratch struct {
 	_    structs.HostLayout
 	Busy uint32
 	Pad  uint32
-	Rd   struct {
-		_    structs.HostLayout
-		Src  uint64
-		User uint8
-		Pad  [7]uint8
-	}
-	St struct {
+	St   struct {
 		_          structs.HostLayout
 		Slot       uint32
 		Gen        uint32
@@ -62,6 +56,10 @@ type dockwatchClassifyScratch struct {
 			Token   uint16
 			Pad2    uint16
 		}
+		V_off     uint32
+		V_len     uint32
+		V_effect  uint16
+		V_tok     uint16
 		T_idx     uint32
 		T_off     uint32
 		T_len     uint32
@@ -93,11 +91,14 @@ type dockwatchClassifyScratch struct {
 		L_o       uint32
 		Key       dockwatchLexKey
 	}
+	_    [4]byte
 	Argv struct {
 		_         structs.HostLayout
 		Ntok      uint32
 		Nbytes    uint32
 		Total     uint32
+		Tstart    uint32
+		Scan      uint32
 		Truncated uint8
 		Fault     uint8
 		Pad       uint16
@@ -227,6 +228,8 @@ const (
 	dockwatchMapProtectedInodes = "protected_inodes"
 	dockwatchMapProtectedPaths  = "protected_paths"
 	dockwatchMapRules           = "rules"
+	dockwatchMapSetgidGroups    = "setgid_groups"
+	dockwatchMapSetgidHelpers   = "setgid_helpers"
 	dockwatchMapSupervisedUids  = "supervised_uids"
 	dockwatchMapTableGen        = "table_gen"
 	dockwatchMapTrustedClients  = "trusted_clients"
@@ -305,6 +308,8 @@ type dockwatchMapSpecs struct {
 	ProtectedInodes *ebpf.MapSpec `ebpf:"protected_inodes"`
 	ProtectedPaths  *ebpf.MapSpec `ebpf:"protected_paths"`
 	Rules           *ebpf.MapSpec `ebpf:"rules"`
+	SetgidGroups    *ebpf.MapSpec `ebpf:"setgid_groups"`
+	SetgidHelpers   *ebpf.MapSpec `ebpf:"setgid_helpers"`
 	SupervisedUids  *ebpf.MapSpec `ebpf:"supervised_uids"`
 	TableGen        *ebpf.MapSpec `ebpf:"table_gen"`
 	TrustedClients  *ebpf.MapSpec `ebpf:"trusted_clients"`
@@ -351,6 +356,8 @@ type dockwatchMaps struct {
 	ProtectedInodes *ebpf.Map `ebpf:"protected_inodes"`
 	ProtectedPaths  *ebpf.Map `ebpf:"protected_paths"`
 	Rules           *ebpf.Map `ebpf:"rules"`
+	SetgidGroups    *ebpf.Map `ebpf:"setgid_groups"`
+	SetgidHelpers   *ebpf.Map `ebpf:"setgid_helpers"`
 	SupervisedUids  *ebpf.Map `ebpf:"supervised_uids"`
 	TableGen        *ebpf.Map `ebpf:"table_gen"`
 	TrustedClients  *ebpf.Map `ebpf:"trusted_clients"`
@@ -371,6 +378,8 @@ func (m *dockwatchMaps) Close() error {
 		m.ProtectedInodes,
 		m.ProtectedPaths,
 		m.Rules,
+		m.SetgidGroups,
+		m.SetgidHelpers,
 		m.SupervisedUids,
 		m.TableGen,
 		m.TrustedClients,

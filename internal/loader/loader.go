@@ -30,6 +30,7 @@ type Options struct {
 	PluginDirs []string // where the trusted docker-compose/docker-buildx live
 	Plugins    []string // which plugins are trusted ("compose", "buildx")
 	Sockets    []string // protected unix sockets; the /run <-> /var/run spelling is implied
+	Helpers    []string // setgid access: other binaries a setgid client may exec (setgid.go)
 
 	Tables *policy.Tables // classifier tables; nil leaves the maps empty (tests)
 
@@ -59,6 +60,7 @@ type Enforcer struct {
 	Plan     Plan
 	Clients  []TrustedClient
 	Warnings []string
+	Setgid   *SetgidAccess // setgid access; nil with group access
 
 	coll     *ebpf.Collection
 	links    []link.Link
@@ -88,6 +90,9 @@ func Load(opts Options) (*Enforcer, error) {
 	}
 	socks, err := resolveSockets(opts.Sockets)
 	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	if e.Setgid, err = CheckSetgid(opts, e.Clients); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	for _, s := range socks {
@@ -180,6 +185,9 @@ func (e *Enforcer) fill(opts Options, socks []protectedSocket) error {
 				return fmt.Errorf("protected socket %s: %w", s.path, err)
 			}
 		}
+	}
+	if err := fillSetgid(m, e.Setgid); err != nil {
+		return err
 	}
 	if opts.Tables != nil {
 		if err := writeExecTables(e.coll, opts.Tables); err != nil {
