@@ -403,8 +403,10 @@ func (e *env) testBlocked(t *testing.T) {
 	t.Logf("%d blocked commands ran as %s (compose and buildx are not installed, so their rows test the classifier's kill alone)",
 		ran, e.worker.Name)
 	e.quiet(t, "blocked commands", mark, since)
-	if _, err := os.Stat(filepath.Join(e.demo.demoDir, "out", "evil-ran")); err == nil {
-		t.Error("the attacker's CLI plugin ran")
+	// Row "--config evilcfg evil" would run the attacker's plugin had the CLI not died.
+	if out, err := os.ReadFile(filepath.Join(e.dir, "marks", "plugin")); err == nil {
+		t.Errorf("the attacker's CLI plugin ran during the blocked commands: %s", out)
+		_ = os.Remove(filepath.Join(e.dir, "marks", "plugin"))
 	}
 }
 
