@@ -73,7 +73,17 @@ func moduleRoot(t *testing.T) string {
 	}
 }
 
-func TestVMMatrix(t *testing.T) {
+// harness is what every VM test needs: qemu, the module, the cache and the kernels.
+type harness struct {
+	qemu    string
+	root    string
+	cache   string
+	kernels map[string]vm.Kernel // by KernelSource.Name
+}
+
+// setup finds qemu and fetches the kernels of configs, skipping loudly when either is missing.
+func setup(t *testing.T, configs []config) *harness {
+	t.Helper()
 	qemu, err := vm.QEMUPath()
 	if err != nil {
 		loudSkip(t, "%v", err)
@@ -81,22 +91,17 @@ func TestVMMatrix(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Fatalf("the matrix builds its guest binaries with the go command: %v", err)
 	}
-	ctx := t.Context()
-	root := moduleRoot(t)
-	cache := os.Getenv("DOCKWATCH_VM_CACHE")
-	if cache == "" {
-		cache = filepath.Join(root, ".cache", "vm")
+	h := &harness{qemu: qemu, root: moduleRoot(t), kernels: map[string]vm.Kernel{}}
+	h.cache = os.Getenv("DOCKWATCH_VM_CACHE")
+	if h.cache == "" {
+		h.cache = filepath.Join(h.root, ".cache", "vm")
 	}
-	total := time.Now()
-
-	// Kernels, each fetched once.
-	kernels := map[string]vm.Kernel{}
-	for _, c := range matrix {
-		if _, ok := kernels[c.kernel.Name]; ok {
+	for _, c := range configs {
+		if _, ok := h.kernels[c.kernel.Name]; ok {
 			continue
 		}
 		start := time.Now()
-		k, err := vm.FetchKernel(ctx, cache, c.kernel)
+		k, err := vm.FetchKernel(t.Context(), h.cache, c.kernel)
 		if errors.Is(err, vm.ErrKernelUnavailable) {
 			loudSkip(t, "%v", err)
 		}
@@ -108,24 +113,31 @@ func TestVMMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("kernel %s: %s (%s), CONFIG_LSM=%q, ready in %s", c.kernel.Name, k.Release, k.Package, defaultLSM, time.Since(start).Round(time.Millisecond))
-		kernels[c.kernel.Name] = k
+		h.kernels[c.kernel.Name] = k
 	}
+	return h
+}
 
-	// One initramfs for every VM: the configuration reaches the guest on the command line.
-	docker, err := exec.LookPath("docker")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "!!! no docker CLI on PATH: the guest gets none (%v)\n", err)
-		docker = ""
+// build writes one initramfs for every VM (the configuration reaches the guest on the kernel
+// command line) into the cache's build/NAME, where it stays after the test so that the qemu
+// command line printed on a failure can be rerun by hand.
+func (h *harness) build(t *testing.T, name string, suites []vm.Suite, withDocker bool) *vm.Built {
+	t.Helper()
+	var docker string
+	if withDocker {
+		var err error
+		if docker, err = exec.LookPath("docker"); err != nil {
+			fmt.Fprintf(os.Stderr, "!!! no docker CLI on PATH: the guest gets none (%v)\n", err)
+			docker = ""
+		}
 	}
-	// The last build stays next to the logs, so the qemu command line printed on a failure
-	// can be rerun by hand.
-	buildDir := filepath.Join(cache, "build")
-	if err := os.RemoveAll(buildDir); err != nil {
+	dir := filepath.Join(h.cache, "build", name)
+	if err := os.RemoveAll(dir); err != nil {
 		t.Fatalf("clean build directory: %v", err)
 	}
-	built, err := vm.Build(ctx, vm.BuildOptions{
-		ModuleRoot: root,
-		OutDir:     buildDir,
+	built, err := vm.Build(t.Context(), vm.BuildOptions{
+		ModuleRoot: h.root,
+		OutDir:     dir,
 		Suites:     suites,
 		DockerCLI:  docker,
 		Log:        t.Logf,
@@ -133,11 +145,19 @@ func TestVMMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build initramfs: %v", err)
 	}
+	return built
+}
+
+func TestVMMatrix(t *testing.T) {
+	total := time.Now()
+	h := setup(t, matrix)
+	built := h.build(t, "matrix", suites, true)
 
 	// One at a time by default: each VM is one TCG thread, the build machines have two cores
 	// shared with other work, and sequential runs give comparable wall times.
 	parallel := 1
 	if v := os.Getenv("DWVM_PARALLEL"); v != "" {
+		var err error
 		if parallel, err = strconv.Atoi(v); err != nil || parallel < 1 {
 			t.Fatalf("DWVM_PARALLEL=%q: want a positive number", v)
 		}
@@ -151,7 +171,7 @@ func TestVMMatrix(t *testing.T) {
 				t.Parallel()
 				slots <- struct{}{}
 				defer func() { <-slots }()
-				line := runConfig(t, qemu, c, kernels[c.kernel.Name], built, filepath.Join(cache, "logs", c.name))
+				line := runConfig(t, h, c, built)
 				mu.Lock()
 				summary = append(summary, line)
 				mu.Unlock()
@@ -162,44 +182,10 @@ func TestVMMatrix(t *testing.T) {
 }
 
 // runConfig boots one VM, checks it, and returns its summary line.
-func runConfig(t *testing.T, qemu string, c config, k vm.Kernel, built *vm.Built, logDir string) string {
-	expectLSM := "0"
-	if c.bpfLSM {
-		expectLSM = "1"
-	}
-	m := vm.Machine{
-		Name:      c.name,
-		QEMU:      qemu,
-		Kernel:    k.Vmlinuz,
-		Initramfs: built.Initramfs,
-		LSM:       c.lsm,
-		Cmdline:   []string{vm.CmdlinePrefix + "expect_bpf_lsm=" + expectLSM},
-		Timeout:   8 * time.Minute,
-		LogDir:    logDir,
-	}
-	ctx := t.Context()
-	if d, ok := t.Deadline(); ok {
-		if left := time.Until(d) - 30*time.Second; left < m.Timeout {
-			m.Timeout = max(left, time.Minute)
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-10*time.Second))
-		defer cancel()
-	}
-	boot, err := m.Run(ctx)
-	if err != nil {
-		t.Fatalf("boot %s: %v", c.name, err)
-	}
-
-	var want vm.Expect
-	want.BPFLSM = c.bpfLSM
-	for _, s := range built.Manifest.Suites {
-		if s.RunsIn(c.name) {
-			want.Suites = append(want.Suites, s.Name)
-		}
-	}
-	problems := boot.Check(want)
-
+func runConfig(t *testing.T, h *harness, c config, built *vm.Built) string {
+	boot, problems := h.boot(t, c, built)
+	k := h.kernels[c.kernel.Name]
+	logDir := boot.Machine.LogDir
 	bootTime := "?"
 	lsm := "?"
 	if tr := boot.Transcript; tr != nil && tr.Info != nil {
@@ -248,4 +234,80 @@ func tail(data []byte, n int) string {
 		lines = append([]string{fmt.Sprintf("[... %d lines before]", len(lines)-n)}, lines[len(lines)-n:]...)
 	}
 	return strings.Join(lines, "\n")
+}
+func (h *harness) boot(t *testing.T, c config, built *vm.Built) (*vm.Boot, []string) {
+	t.Helper()
+	k := h.kernels[c.kernel.Name]
+	expectLSM := "0"
+	if c.bpfLSM {
+		expectLSM = "1"
+	}
+	m := vm.Machine{
+		Name:      c.name,
+		QEMU:      h.qemu,
+		Kernel:    k.Vmlinuz,
+		Initramfs: built.Initramfs,
+		LSM:       c.lsm,
+		Cmdline:   []string{vm.CmdlinePrefix + "expect_bpf_lsm=" + expectLSM},
+		Timeout:   8 * time.Minute,
+		LogDir:    filepath.Join(h.cache, "logs", c.name),
+	}
+	ctx := t.Context()
+	if d, ok := t.Deadline(); ok {
+		if left := time.Until(d) - 30*time.Second; left < m.Timeout {
+			m.Timeout = max(left, time.Minute)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-10*time.Second))
+		defer cancel()
+	}
+	boot, err := m.Run(ctx)
+	if err != nil {
+		t.Fatalf("boot %s: %v", c.name, err)
+	}
+
+	var want vm.Expect
+	want.BPFLSM = c.bpfLSM
+	for _, s := range built.Manifest.Suites {
+		if s.RunsIn(c.name) {
+			want.Suites = append(want.Suites, s.Name)
+		}
+	}
+	return boot, boot.Check(want)
+}
+
+// TestVMMatrixSelfCheck proves that the harness fails what it should: a suite that fails, and
+// a guest that dies in the middle of a suite (the canary powers the VM off, as a crash would).
+func TestVMMatrixSelfCheck(t *testing.T) {
+	c := config{name: "selfcheck", kernel: vm.Debian61, lsm: lsmWithoutBPF, bpfLSM: false}
+	h := setup(t, []config{c})
+	built := h.build(t, "selfcheck", []vm.Suite{
+		{Name: "canary-fail", Package: "./test/vm/testdata/canary", Args: []string{"-test.run=^TestFail$"}},
+		{Name: "canary-poweroff", Package: "./test/vm/testdata/canary", Args: []string{"-test.run=^TestPowerOff$"}},
+		{Name: "after-poweroff", Package: "./test/vm/guest"},
+	}, false)
+	boot, problems := h.boot(t, c, built)
+	t.Logf("selfcheck boot: wall %s, problems:\n  %s", boot.Wall.Round(100*time.Millisecond), strings.Join(problems, "\n  "))
+	all := strings.Join(problems, "\n")
+	for _, want := range []string{
+		"suite canary-fail: FAIL (exit 1)",
+		"suite canary-poweroff: no end marker",
+		"suite after-poweroff: never started",
+		"no done marker",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the harness missed %q", want)
+		}
+	}
+	if boot.Transcript == nil || boot.Transcript.Info == nil {
+		t.Fatalf("the canary VM never reported; console:\n%s", tail(boot.Console, 40))
+	}
+	if out := boot.Transcript.Suite("canary-fail").Output; !strings.Contains(out, "deliberate failure") {
+		t.Errorf("canary-fail output lost:\n%s", out)
+	}
+	for _, p := range problems {
+		if strings.Contains(p, "active LSMs") || strings.Contains(p, "kernel console") || strings.Contains(p, "qemu") {
+			t.Errorf("unexpected problem: %s", p)
+		}
+	}
 }
