@@ -201,6 +201,9 @@ func downloadKernel(ctx context.Context, kernelsDir, pkg string) error {
 	if err := os.WriteFile(filepath.Join(tmp, "release"), []byte(release+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write kernel release: %w", err)
 	}
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it 0700
+		return fmt.Errorf("chmod kernel directory: %w", err)
+	}
 	dir := filepath.Join(kernelsDir, pkg)
 	os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
