@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"io"
 	"maps"
 	"os"
@@ -309,5 +310,37 @@ func TestExtractBoot(t *testing.T) {
 
 	if _, err := extractBoot(bytes.NewReader(nil), t.TempDir()); err == nil {
 		t.Errorf("empty package: no error")
+	}
+}
+
+func TestFetchKernelWithoutApt(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no apt-cache, no apt-get
+	cache := t.TempDir()
+	_, err := FetchKernel(t.Context(), cache, Debian61)
+	if !errors.Is(err, ErrKernelUnavailable) {
+		t.Fatalf("no apt, empty cache: %v, want ErrKernelUnavailable", err)
+	}
+
+	// A cached kernel serves without apt; the newest one wins.
+	for _, pkg := range []string{"linux-image-6.1.0-9-cloud-amd64-unsigned", "linux-image-6.1.0-10-cloud-amd64-unsigned"} {
+		dir := filepath.Join(cache, "kernels", pkg)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range map[string]string{"vmlinuz": "bzImage", "config": "CONFIG_LSM=\"bpf\"\n", "release": pkg + "\n"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	k, err := FetchKernel(t.Context(), cache, Debian61)
+	if err != nil {
+		t.Fatalf("cached kernel: %v", err)
+	}
+	if k.Package != "linux-image-6.1.0-10-cloud-amd64-unsigned" || k.Vmlinuz != filepath.Join(cache, "kernels", k.Package, "vmlinuz") {
+		t.Errorf("kernel = %+v", k)
+	}
+	if _, err := FetchKernel(t.Context(), cache, Debian612); !errors.Is(err, ErrKernelUnavailable) {
+		t.Errorf("6.12 with only 6.1 cached: %v, want ErrKernelUnavailable", err)
 	}
 }
