@@ -7,13 +7,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"os/user"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/coreos/go-systemd/v22/journal"
 
 	"github.com/dockwatch/dockwatch/internal/config"
 	"github.com/dockwatch/dockwatch/internal/events"
@@ -21,17 +29,35 @@ import (
 )
 
 func init() {
-	register("run", "load the BPF programs, enforce the policy and print events", cmdRun)
+	register("run", "load the BPF programs, enforce the policy and serve events", cmdRun)
 }
 
-const runUsage = `Usage: dockwatch run --config FILE [--ready-file PATH]
+const runUsage = `Usage: dockwatch run --config FILE [--ready-file PATH] [--pin-dir DIR] [--unload-on-exit]
 
 Loads and attaches the enforcement programs (fallback mode: tp_btf exec hook, cgroup
-connect_unix gate and, with access = "group", the post-connect check), then prints one schema v1
-event per line as JSON on stdout until SIGINT or SIGTERM, and detaches everything on exit.
+connect_unix gate and, with access = "group", the post-connect check) and pins them under the
+pin dir. When pins from an earlier run exist they are adopted: the same programs keep running,
+a different build or load-time setting is attached next to them before the old links go, so
+enforcement never has a gap. On SIGTERM or SIGINT the daemon exits and leaves the pinned
+programs enforcing (the kernel counts the events it could not deliver); 'dockwatch unload'
+removes them, as does --unload-on-exit.
 
-The ready file is written once every program is attached (under systemd, READY=1 is sent
-then too). Exit status: 0 after a signal, 1 if enforcement failed, 2 for usage or config errors.
+SIGHUP reloads the config: it is parsed, validated and compiled in full, then the classifier
+tables switch atomically (generation swap) and the supervised users, trusted clients and
+sockets are updated. A bad config is rejected with its key and line; the old policy stays.
+The [events], [alerts] and [metrics] sections take effect at the next start.
+
+Events (schema v1) go to stdout as JSON lines, to the event socket (events.socket, mode 0660,
+group events.group; see 'dockwatch events' and 'dockwatch status'), to journald with
+DOCKWATCH_* fields when it runs (else block events are logged on stderr), to the webhook
+(alerts.webhook_url; JSON with a Slack-compatible "text"; body signed with HMAC-SHA256 of the
+secret in alerts.webhook_secret_file, header X-Dockwatch-Signature: sha256=HEX) and to the
+Prometheus endpoint metrics.listen (/metrics).
+
+Under systemd (Type=notify) READY=1 is sent once every program is attached, WATCHDOG=1 while
+the main loop runs, RELOADING=1 around a reload and STOPPING=1 at exit. The ready file is
+written at the same moment as READY=1. Exit status: 0 after a signal, 1 if enforcement
+failed, 2 for usage or config errors.
 
 Options:
 `
@@ -39,12 +65,19 @@ Options:
 // runtimeDir holds what dockwatch mounts itself (a cgroup2 on hosts without one).
 const runtimeDir = "/run/dockwatch"
 
+type runFlags struct {
+	configPath, readyFile, pinDir string
+	unloadOnExit                  bool
+}
+
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dockwatch run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var configPath, readyFile string
-	fs.StringVar(&configPath, "config", "", "config `FILE` (required)")
-	fs.StringVar(&readyFile, "ready-file", "", "write `PATH` once enforcement is on")
+	var rf runFlags
+	fs.StringVar(&rf.configPath, "config", "", "config `FILE` (required)")
+	fs.StringVar(&rf.readyFile, "ready-file", "", "write `PATH` once enforcement is on")
+	fs.StringVar(&rf.pinDir, "pin-dir", loader.DefaultPinDir, "pin links and maps under `DIR` (on bpffs)")
+	fs.BoolVar(&rf.unloadOnExit, "unload-on-exit", false, "remove the pins and detach at exit (tests)")
 	printUsage := func(w io.Writer) {
 		fmt.Fprint(w, runUsage)
 		fs.SetOutput(w)
@@ -60,12 +93,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printUsage(stderr)
 		return exitUsage
 	}
-	if configPath == "" || fs.NArg() > 0 {
+	if rf.configPath == "" || fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dockwatch run: --config is required and no arguments are taken\n\n")
 		printUsage(stderr)
 		return exitUsage
 	}
-	cfg, err := config.Load(configPath)
+	if rf.pinDir == "" {
+		fmt.Fprintf(stderr, "dockwatch run: --pin-dir must not be empty\n")
+		return exitUsage
+	}
+	cfg, err := config.Load(rf.configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "dockwatch run: %v\n", err)
 		return exitUsage
@@ -75,7 +112,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dockwatch run: %v\n", err)
 		return exitUsage
 	}
-	return enforce(ctx, cfg, opts, readyFile, stdout, stderr)
+	opts.PinDir = rf.pinDir
+	d, err := newDaemon(rf, cfg, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "dockwatch run: %v\n", err)
+		return exitUsage
+	}
+	return d.run(ctx, opts)
 }
 
 // loaderOptions maps the config to what the kernel side needs.
@@ -124,7 +167,7 @@ func resolveUsers(users []string) ([]uint32, error) {
 	return uids, nil
 }
 
-// lockedWriter lets the event reader goroutine and the main loop share stderr.
+// lockedWriter lets several goroutines share one writer.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -136,96 +179,395 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func enforce(ctx context.Context, cfg *config.Config, opts loader.Options, readyFile string, stdout, stderr io.Writer) int {
-	stderr = &lockedWriter{w: stderr}
-	e, err := loader.Load(opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "dockwatch run: %v\n", err)
-		return 1
-	}
-	defer func() {
-		if err := e.Close(); err != nil {
-			fmt.Fprintf(stderr, "dockwatch run: %v\n", err)
-		}
-	}()
-	for _, w := range e.Warnings {
-		fmt.Fprintf(stderr, "dockwatch run: warning: %s\n", w)
-	}
-	if cfg.Docker.Access == "group" && !e.Features.LSM {
-		fmt.Fprintf(stderr, "dockwatch run: warning: access = \"group\" without the BPF LSM: the connect gate is path based "+
-			"and has races (io_uring, threads, user namespaces); set [docker] access = \"setgid\" to close them\n")
-	}
+// daemonState is what changes at a reload.
+type daemonState struct {
+	cfg  *config.Config
+	opts loader.Options
+	e    *loader.Enforcer
+}
 
-	rd, err := e.NewEventReader()
-	if err != nil {
-		fmt.Fprintf(stderr, "dockwatch run: %v\n", err)
-		return 1
+type runDaemon struct {
+	flags   runFlags
+	stderr  io.Writer
+	log     *slog.Logger
+	stdout  *json.Encoder
+	journal bool
+
+	hub     *events.Hub
+	alerter *events.Alerter
+	metrics *events.Metrics
+	proc    *events.Processor
+	started time.Time
+
+	evLn      *net.UnixListener
+	metricsLn net.Listener
+
+	mu             sync.Mutex // guards st and lastReload
+	st             daemonState
+	lastReload     string
+	reloads        atomic.Uint64
+	reloadFailures atomic.Uint64
+	up             atomic.Bool
+}
+
+// newDaemon opens what the config asks for before anything is loaded, so a bad socket, group,
+// secret or listen address stops the start before enforcement changes.
+func newDaemon(rf runFlags, cfg *config.Config, stdout, stderr io.Writer) (*runDaemon, error) {
+	stderr = &lockedWriter{w: stderr}
+	enc := json.NewEncoder(&lockedWriter{w: stdout})
+	enc.SetEscapeHTML(false)
+	d := &runDaemon{
+		flags:   rf,
+		stderr:  stderr,
+		log:     slog.New(slog.NewTextHandler(stderr, nil)),
+		stdout:  enc,
+		journal: journal.Enabled(),
+		hub:     events.NewHub(cfg.Events.History),
+		started: time.Now(),
 	}
+	d.st.cfg = cfg
+	if cfg.Alerts.WebhookURL != "" {
+		d.alerter = &events.Alerter{URL: cfg.Alerts.WebhookURL, DedupWindow: time.Duration(cfg.Alerts.DedupWindow),
+			Audit: cfg.Policy.Mode == "audit"}
+		if f := cfg.Alerts.WebhookSecretFile; f != "" {
+			secret, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("alerts.webhook_secret_file: %w", err)
+			}
+			if s := strings.TrimSpace(string(secret)); s == "" {
+				return nil, fmt.Errorf("alerts.webhook_secret_file: %s is empty", f)
+			} else {
+				d.alerter.Secret = []byte(s)
+			}
+			if st, err := os.Stat(f); err == nil && st.Mode().Perm()&0o004 != 0 {
+				d.log.Warn("webhook secret file is world-readable", "file", f)
+			}
+		}
+	}
+	if cfg.Events.Socket != "" {
+		g, err := user.LookupGroup(cfg.Events.Group)
+		if err != nil {
+			return nil, fmt.Errorf("events.group: %w", err)
+		}
+		gid, err := strconv.Atoi(g.Gid)
+		if err != nil {
+			return nil, fmt.Errorf("events.group: gid %q: %w", g.Gid, err)
+		}
+		if d.evLn, err = events.Listen(cfg.Events.Socket, gid); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			d.closeListeners()
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		d.metricsLn = ln
+	}
+	return d, nil
+}
+
+func (d *runDaemon) closeListeners() {
+	if d.evLn != nil {
+		d.evLn.Close()
+		os.Remove(d.st.cfg.Events.Socket)
+	}
+	if d.metricsLn != nil {
+		d.metricsLn.Close()
+	}
+}
+
+func (d *runDaemon) state() daemonState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.st
+}
+
+func clientMap(e *loader.Enforcer) map[events.FileID]string {
 	clients := map[events.FileID]string{}
 	for _, c := range e.Clients {
 		clients[events.FileID{Dev: c.Dev, Ino: c.Ino}] = c.Path
 	}
-	proc := &events.Processor{
-		Tables: opts.Tables, Clients: clients, Mode: "tracepoint", UndecidedAllow: opts.UndecidedAllow,
+	return clients
+}
+
+// counts is what the metrics and the status read.
+func (d *runDaemon) counts() events.Counts {
+	c := events.Counts{Processor: d.proc.Stats(), Stream: d.hub.Stats(), Reloads: d.reloads.Load(),
+		ReloadFailures: d.reloadFailures.Load(), EnforcementUp: d.up.Load()}
+	if d.alerter != nil {
+		c.Webhook = d.alerter.Stats()
 	}
-	// Bounded: the reader drops (and counts) events rather than wait for a slow stdout.
-	out := make(chan events.Event, 4096)
-	var wg sync.WaitGroup
-	wg.Add(1)
+	if kc, err := d.state().e.Counters(); err == nil {
+		c.RingBufDrops, c.StorageFails = kc.RingBufDrops, kc.StorageFails
+	}
+	return c
+}
+
+// dispatch hands one event to every output. Only stdout may block (a pipe nobody reads), and
+// that only delays this loop: the processor drops and counts events meanwhile, and the kernel
+// has already decided.
+func (d *runDaemon) dispatch(ev events.Event) {
+	now := time.Now()
+	if err := d.stdout.Encode(ev); err != nil {
+		d.log.Debug("write event to stdout", "err", err)
+	}
+	d.hub.Publish(ev)
+	d.metrics.Observe(ev, now)
+	d.alerter.Offer(ev)
+	if d.journal {
+		if err := events.SendJournal(ev); err != nil {
+			d.log.Warn("journald", "err", err)
+		}
+	} else if events.Severe(ev) {
+		d.log.Warn(events.AlertText(ev), "kind", ev.Kind, "verdict", ev.Verdict, "rule", ev.Rule,
+			"command", ev.Command, "user", ev.User, "pid", ev.Pid)
+	}
+}
+
+// reader is a running Processor on the current enforcer's ring buffer.
+type reader struct {
+	rd   *loader.EventReader
+	done chan struct{}
+}
+
+func (d *runDaemon) startReader(e *loader.Enforcer, out chan<- events.Event) (*reader, error) {
+	rd, err := e.NewEventReader()
+	if err != nil {
+		return nil, err
+	}
+	r := &reader{rd: rd, done: make(chan struct{})}
 	go func() {
-		defer wg.Done()
-		defer close(out)
-		if err := proc.Run(rd, out); err != nil && !errors.Is(err, loader.ErrClosed) {
-			fmt.Fprintf(stderr, "dockwatch run: %v\n", err)
+		defer close(r.done)
+		if err := d.proc.Run(rd, out); err != nil && !errors.Is(err, loader.ErrClosed) {
+			d.log.Error("event reader", "err", err)
 		}
 	}()
-	ch := (<-chan events.Event)(out)
+	return r, nil
+}
 
-	enc := json.NewEncoder(stdout)
-	enc.SetEscapeHTML(false)
-	write := func(ev events.Event) {
-		if err := enc.Encode(ev); err != nil {
-			fmt.Fprintf(stderr, "dockwatch run: write event: %v\n", err)
-		}
+func (r *reader) stop() {
+	r.rd.Close()
+	<-r.done
+}
+
+func (d *runDaemon) run(ctx context.Context, opts loader.Options) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	e, err := loader.Load(opts)
+	if err != nil {
+		d.closeListeners()
+		fmt.Fprintf(d.stderr, "dockwatch run: %v\n", err)
+		return 1
 	}
-	write(proc.Daemon(fmt.Sprintf("enforcing (mode tracepoint, gate %s, post-connect check %v, bpf lsm active %v): %s",
-		e.Plan.Gate, e.Plan.PostCheck, e.Features.LSM, strings.Join(e.Attached(), ", "))))
+	d.st = daemonState{cfg: d.st.cfg, opts: opts, e: e}
+	d.up.Store(true)
+	defer func() {
+		st := d.state()
+		if d.flags.unloadOnExit {
+			if err := st.e.Unpin(); err != nil {
+				d.log.Error("unload", "err", err)
+			}
+			d.up.Store(false)
+		}
+		if err := st.e.Close(); err != nil {
+			d.log.Error("close", "err", err)
+		}
+	}()
+	for _, w := range e.Warnings {
+		d.log.Warn(w)
+	}
+	if opts.Access == "group" && !e.Features.LSM {
+		d.log.Warn("access = \"group\" without the BPF LSM: the connect gate is path based " +
+			"and has races (io_uring, threads, user namespaces); set [docker] access = \"setgid\" to close them")
+	}
+	d.proc = &events.Processor{Tables: opts.Tables, Clients: clientMap(e), Mode: "tracepoint", UndecidedAllow: opts.UndecidedAllow}
+	d.metrics = events.NewMetrics(d.counts)
 
-	if readyFile != "" {
-		if err := os.WriteFile(readyFile, []byte(strings.Join(e.Attached(), "\n")+"\n"), 0o644); err != nil {
-			fmt.Fprintf(stderr, "dockwatch run: ready file: %v\n", err)
-			rd.Close()
-			wg.Wait()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	if d.evLn != nil {
+		srv := &events.Server{Hub: d.hub, Status: func() any { return d.status() },
+			Log: func(msg string, args ...any) { d.log.Debug(msg, args...) }}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, d.evLn); err != nil {
+				d.log.Error("event socket", "err", err)
+			}
+			os.Remove(d.state().cfg.Events.Socket)
+		}()
+	}
+	if d.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", d.metrics.Handler())
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Serve(d.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("metrics", "err", err)
+			}
+		}()
+		context.AfterFunc(ctx, func() {
+			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+			defer c()
+			_ = hs.Shutdown(sctx)
+		})
+	}
+	if d.alerter != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.alerter.Run(ctx) }()
+	}
+
+	// Bounded: the processor drops (and counts) events rather than wait for this loop.
+	out := make(chan events.Event, 4096)
+	rd, err := d.startReader(e, out)
+	if err != nil {
+		d.log.Error("event reader", "err", err)
+		return 1
+	}
+	pins := e.Pins()
+	how := "loaded"
+	switch {
+	case pins.Adopted:
+		how = "adopted the pinned programs"
+	case len(pins.Replaced)+len(pins.Updated) > 0:
+		how = fmt.Sprintf("replaced the pinned programs (new %v, updated in place %v)", pins.Replaced, pins.Updated)
+	}
+	d.dispatch(d.proc.Daemon(fmt.Sprintf("enforcing (mode tracepoint, gate %s, post-connect check %v, bpf lsm active %v; %s, pins %s): %s",
+		e.Plan.Gate, e.Plan.PostCheck, e.Features.LSM, how, pins.Dir, strings.Join(e.Attached(), ", "))))
+
+	if d.flags.readyFile != "" {
+		if err := os.WriteFile(d.flags.readyFile, []byte(strings.Join(e.Attached(), "\n")+"\n"), 0o644); err != nil {
+			d.log.Error("ready file", "err", err)
+			rd.stop()
 			return 1
 		}
-		defer os.Remove(readyFile)
+		defer os.Remove(d.flags.readyFile)
 	}
 	daemon.SdNotify(false, daemon.SdNotifyReady)
+	var watchdog <-chan time.Time
+	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
+		t := time.NewTicker(iv / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
 
-	done := ctx.Done()
-	for done != nil || ch != nil {
+	for {
 		select {
-		case <-done:
-			done = nil
+		case <-ctx.Done():
 			daemon.SdNotify(false, daemon.SdNotifyStopping)
-			rd.Close() // Run returns and closes ch once the reader is drained
-		case ev, ok := <-ch:
-			if !ok {
-				ch = nil
-				if done != nil {
-					fmt.Fprintf(stderr, "dockwatch run: event reader stopped\n")
-					wg.Wait()
-					return 1
+			rd.stop()
+			for drained := false; !drained; {
+				select {
+				case ev := <-out:
+					d.dispatch(ev)
+				default:
+					drained = true
 				}
-				continue
 			}
-			write(ev)
+			st := d.proc.Stats()
+			c, _ := d.state().e.Counters()
+			left := "the pinned programs keep enforcing; 'dockwatch unload' removes them"
+			if d.flags.unloadOnExit {
+				left = "unloading"
+			}
+			d.dispatch(d.proc.Daemon(fmt.Sprintf("stopping: %d records, %d malformed, %d events dropped, %d ring buffer drops, %d divergences; %s",
+				st.Records, st.Malformed, st.Dropped, c.RingBufDrops, st.Divergences, left)))
+			return exitOK
+		case <-hup:
+			if nrd := d.reload(rd, out); nrd != nil {
+				rd = nrd
+			}
+		case <-watchdog:
+			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		case ev := <-out:
+			d.dispatch(ev)
 		}
 	}
-	wg.Wait()
-	st := proc.Stats()
-	c, _ := e.Counters()
-	write(proc.Daemon(fmt.Sprintf("stopping: %d records, %d malformed, %d events dropped, %d ring buffer drops, %d divergences",
-		st.Records, st.Malformed, st.Dropped, c.RingBufDrops, st.Divergences)))
-	return exitOK
+}
+
+// reload applies the config file again. It returns the new reader, or nil when the reload was
+// rejected and everything stays as it was.
+func (d *runDaemon) reload(rd *reader, out chan<- events.Event) *reader {
+	daemon.SdNotify(false, daemon.SdNotifyReloading)
+	defer daemon.SdNotify(false, daemon.SdNotifyReady)
+	old := d.state()
+	reject := func(err error) *reader {
+		d.reloadFailures.Add(1)
+		msg := fmt.Sprintf("reload rejected, the old policy stays in force: %v", err)
+		d.log.Error(msg)
+		d.setLastReload(msg)
+		d.dispatch(d.proc.Daemon(msg))
+		return nil
+	}
+	cfg, err := config.Load(d.flags.configPath)
+	if err != nil {
+		return reject(err)
+	}
+	opts, err := loaderOptions(cfg)
+	if err != nil {
+		return reject(err)
+	}
+	opts.PinDir = old.opts.PinDir
+	ne, err := loader.Load(opts)
+	if err != nil {
+		return reject(err)
+	}
+	// Both enforcers hold the same pinned links and maps now. Switch the reader over: the
+	// ring buffer keeps what arrives in between.
+	rd.stop()
+	d.proc.SetPolicy(opts.Tables, clientMap(ne), opts.UndecidedAllow)
+	d.mu.Lock()
+	d.st = daemonState{cfg: cfg, opts: opts, e: ne}
+	d.mu.Unlock()
+	if err := old.e.Close(); err != nil {
+		d.log.Warn("close the previous enforcer", "err", err)
+	}
+	nrd, err := d.startReader(ne, out)
+	if err != nil {
+		d.log.Error("event reader after reload", "err", err)
+	}
+	for _, w := range ne.Warnings {
+		d.log.Warn(w)
+	}
+	if restart := restartOnly(old.cfg, cfg); len(restart) > 0 {
+		d.log.Warn("changed settings take effect at the next start", "keys", strings.Join(restart, ", "))
+	}
+	pins := ne.Pins()
+	msg := fmt.Sprintf("reloaded %s: tables switched; programs %s", d.flags.configPath, map[bool]string{
+		true: "kept", false: fmt.Sprintf("replaced %v, updated in place %v", pins.Replaced, pins.Updated)}[pins.Adopted])
+	d.reloads.Add(1)
+	d.setLastReload(msg)
+	d.log.Info(msg)
+	d.dispatch(d.proc.Daemon(msg))
+	return nrd
+}
+
+func (d *runDaemon) setLastReload(msg string) {
+	d.mu.Lock()
+	d.lastReload = time.Now().UTC().Format(time.RFC3339) + " " + msg
+	d.mu.Unlock()
+}
+
+// restartOnly lists the changed keys that a reload does not apply.
+func restartOnly(a, b *config.Config) []string {
+	var keys []string
+	if a.Events != b.Events {
+		keys = append(keys, "events")
+	}
+	if a.Alerts != b.Alerts {
+		keys = append(keys, "alerts")
+	}
+	if a.Metrics != b.Metrics {
+		keys = append(keys, "metrics")
+	}
+	return keys
 }

@@ -99,8 +99,16 @@ func TestRunEnforces(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "dockwatch.toml")
-	cfg := fmt.Sprintf("[supervise]\nusers = [\"%d\"]\n[docker]\nsockets = [%q]\nclients = [%q]\nplugin_dirs = [%q]\naccess = \"group\"\n",
-		testUID, sock, client, dir)
+	cfg := fmt.Sprintf("[supervise]\nusers = [\"%d\"]\n[docker]\nsockets = [%q]\nclients = [%q]\nplugin_dirs = [%q]\naccess = \"group\"\n"+
+		"[events]\nsocket = %q\ngroup = \"root\"\n[metrics]\nlisten = \"\"\n",
+		testUID, sock, client, dir, filepath.Join(dir, "events.sock"))
+	pinDir := fmt.Sprintf("%s-test-run-%d", loader.DefaultPinDir, os.Getpid())
+	t.Cleanup(func() {
+		if _, err := os.Stat(pinDir); err == nil {
+			t.Errorf("pin dir %s left behind", pinDir)
+			loader.Unload(pinDir)
+		}
+	})
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +117,7 @@ func TestRunEnforces(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- cmdRun(ctx, []string{"--config", cfgPath, "--ready-file", ready}, &stdout, &stderr) }()
+	go func() { done <- cmdRun(ctx, []string{"--config", cfgPath, "--ready-file", ready, "--pin-dir", pinDir, "--unload-on-exit"}, &stdout, &stderr) }()
 	stopped := false
 	stop := func() int {
 		if stopped {
