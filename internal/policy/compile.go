@@ -213,6 +213,7 @@ func (c *compiler) build() error {
 		docker.addChild("builder", buildx)
 		docker.children["image"].addChild("build", buildx.children["build"])
 	}
+	c.completion(docker)
 	for _, n := range []*cnode{docker, compose, buildx} {
 		if n != nil {
 			c.helpTopic(n)
@@ -245,6 +246,17 @@ func (c *compiler) build() error {
 	return c.emit()
 }
 
+// completion adds cobra's hidden completion commands, which only list objects and never run
+// the command they complete.
+func (c *compiler) completion(n *cnode) {
+	for _, w := range []string{"__complete", "__completeNoDesc"} {
+		m := c.newNode(nil, n.path+" "+w)
+		m.nflags |= NodeStopAllow
+		m.flags = mergeFlags(nil, nil)
+		n.addChild(w, m)
+	}
+}
+
 func (c *compiler) stopAllow(name string) *cnode {
 	m := c.newNode(nil, name+" docker-cli-plugin-metadata")
 	m.nflags |= NodeStopAllow
@@ -271,6 +283,7 @@ func (c *compiler) pluginEntry(name string, docker, root *cnode) (*cnode, error)
 	}
 	e.addChild(name, root)
 	e.addChild("docker-cli-plugin-metadata", c.stopAllow(name))
+	c.completion(e)
 	c.helpTopic(e)
 	return e, nil
 }

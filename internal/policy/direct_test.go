@@ -49,6 +49,9 @@ func (d *direct) child(pos position, word string) (position, bool) {
 		}
 		return h, true
 	}
+	if (word == "__complete" || word == "__completeNoDesc") && (pos.path == "docker" && pos.entry == "" || pos.entry != "" && d.trusted(pos.entry)) {
+		return position{path: pos.path + " " + word}, true
+	}
 	if pos.entry != "" {
 		pl := pos.entry
 		switch {
@@ -328,7 +331,7 @@ func (d *direct) classify(bin Binary, argv []string) directResult {
 		return directResult{verdict: VerdictUndecided, path: pos.path}
 	}
 	var hits []Rule
-	help, dd, rootDD := false, false, false
+	help, dd, rootDD, stray := false, false, false, false
 	isEntry := func() bool { return pos.entry != "" || pos.path == "docker" }
 	stop := func(parseErr bool) directResult {
 		if parseErr {
@@ -337,7 +340,9 @@ func (d *direct) classify(bin Binary, argv []string) directResult {
 			if help {
 				return directResult{verdict: VerdictAllow, path: pos.path, help: true}
 			}
-			if r := d.leafRule(pos.path); r != RuleNone {
+			if stray {
+				hits = append(hits, RuleUnknown)
+			} else if r := d.leafRule(pos.path); r != RuleNone {
 				hits = append([]Rule{r}, hits...)
 			}
 		}
@@ -365,28 +370,40 @@ func (d *direct) classify(bin Binary, argv []string) directResult {
 		tok := argv[i]
 		if dd || rootDD || len(tok) < 2 || tok[0] != '-' {
 			rootDD = false
-			if !d.hasChildren(pos) {
-				if pos.cmd == nil || !pos.cmd.Interspersed {
+			interspersed := pos.cmd != nil && pos.cmd.Interspersed
+			if !d.hasChildren(pos) || stray {
+				if !interspersed {
+					return stop(false)
+				}
+				continue
+			}
+			var next position
+			ok := false
+			if pos.helpOf != nil {
+				_, ok = d.child(*pos.helpOf, tok)
+				ok = ok && tok != "help"
+			} else {
+				next, ok = d.child(pos, tok)
+			}
+			if !ok {
+				if isEntry() {
+					return stop(true)
+				}
+				stray = true
+				if !interspersed {
 					return stop(false)
 				}
 				continue
 			}
 			if pos.helpOf != nil {
-				if _, ok := d.child(*pos.helpOf, tok); !ok || tok == "help" {
-					return stop(true)
-				}
 				return directResult{verdict: VerdictAllow, path: pos.path, help: true}
-			}
-			next, ok := d.child(pos, tok)
-			if !ok {
-				return stop(true)
 			}
 			pos = next
 			if pos.cmd != nil && (strings.HasPrefix(pos.path, "compose") || strings.HasPrefix(pos.path, "buildx") ||
 				pos.path != "docker" && slices.ContainsFunc(pos.cmd.Flags, func(f Flag) bool { return f.Name == "help" })) {
 				help = false
 			}
-			if strings.HasSuffix(pos.path, "docker-cli-plugin-metadata") {
+			if strings.HasSuffix(pos.path, "docker-cli-plugin-metadata") || strings.HasSuffix(pos.path, "__complete") || strings.HasSuffix(pos.path, "__completeNoDesc") {
 				return directResult{verdict: VerdictAllow, path: pos.path}
 			}
 			continue

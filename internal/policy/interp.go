@@ -16,6 +16,7 @@ type evaluator struct {
 	argv       []string
 	node       uint16
 	leafTok    uint16
+	stray      int // token that made a node with children the command (0: none)
 	help       bool
 	firstBlock trigger
 	firstAudit trigger
@@ -154,7 +155,7 @@ func (e *evaluator) cluster(tok string, i int) (consumed int, ok bool) {
 
 func (e *evaluator) positional(tok string, i int) (Result, bool) {
 	f := e.flags()
-	if f&NodeHasChildren == 0 {
+	if f&NodeHasChildren == 0 || e.stray != 0 {
 		if f&NodeInterspersed == 0 {
 			return e.finish(), true
 		}
@@ -162,7 +163,16 @@ func (e *evaluator) positional(tok string, i int) (Result, bool) {
 	}
 	lv, ok := e.lookup(LexWord, tok)
 	if !ok {
-		return e.parseError(i), true
+		if f&NodeEntry != 0 {
+			return e.parseError(i), true
+		}
+		// cobra's Traverse makes this node the command with the rest as arguments: it
+		// prints help when help is set at the end, and fails otherwise.
+		e.stray = i
+		if f&NodeInterspersed == 0 {
+			return e.finish(), true
+		}
+		return Result{}, false
 	}
 	if f&NodeHelpTopic != 0 {
 		return Result{Verdict: VerdictAllow, Help: 1, Node: e.node}, true
@@ -238,6 +248,9 @@ func (e *evaluator) parseError(tok int) Result {
 func (e *evaluator) finish() Result {
 	if e.help {
 		return Result{Verdict: VerdictAllow, Help: 1, Node: e.node}
+	}
+	if e.stray != 0 {
+		return e.parseError(e.stray)
 	}
 	leaf := trigger{}
 	var leafAction Action
