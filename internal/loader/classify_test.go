@@ -172,6 +172,11 @@ type argvGen struct {
 	words  map[uint16][]policy.LexKey // by node
 	flags  map[uint16][]policy.LexKey // long and short, by node
 	allKey []policy.LexKey
+	// ruleFlags are the flags with a rule effect, by node; targets[bin] the nodes that have
+	// some, and paths[node] the command words that lead there from the binary's entry.
+	ruleFlags map[uint16][]policy.LexKey
+	targets   [policy.NumBinaries][]uint16
+	paths     map[uint16][]string
 }
 
 func newArgvGen(t *policy.Tables, seed uint64) *argvGen {
@@ -191,11 +196,36 @@ func newArgvGen(t *policy.Tables, seed uint64) *argvGen {
 		}
 		return string(a.Name[:a.Len]) < string(b.Name[:b.Len])
 	})
+	g.ruleFlags, g.paths = map[uint16][]policy.LexKey{}, map[uint16][]string{}
 	for _, k := range g.allKey {
 		if k.Kind == policy.LexWord {
 			g.words[k.Node] = append(g.words[k.Node], k)
-		} else {
-			g.flags[k.Node] = append(g.flags[k.Node], k)
+			continue
+		}
+		g.flags[k.Node] = append(g.flags[k.Node], k)
+		if e := t.Lexicon[k].Target; e != 0 && t.Effects[e].Kind == policy.EffectRule {
+			g.ruleFlags[k.Node] = append(g.ruleFlags[k.Node], k)
+		}
+	}
+	for bin := policy.BinDocker; bin < policy.NumBinaries; bin++ {
+		// Breadth first, so that every node gets its shortest spelling.
+		seen := map[uint16]bool{t.Entries[bin]: true}
+		queue := []uint16{t.Entries[bin]}
+		g.paths[t.Entries[bin]] = nil
+		for len(queue) > 0 {
+			n := queue[0]
+			queue = queue[1:]
+			if len(g.ruleFlags[n]) > 0 || t.Nodes[n].LeafEffect != 0 {
+				g.targets[bin] = append(g.targets[bin], n)
+			}
+			for _, w := range g.words[n] {
+				c := t.Lexicon[w].Target
+				if !seen[c] {
+					seen[c] = true
+					g.paths[c] = append(append([]string(nil), g.paths[n]...), keyName(w))
+					queue = append(queue, c)
+				}
+			}
 		}
 	}
 	return g
@@ -336,12 +366,24 @@ func (g *argvGen) argv(bin policy.Binary) []string {
 		argv = append(argv, "buildx")
 	}
 	node := g.t.Entries[bin]
-	n := g.r.IntN(12)
+	focused := false
+	if ts := g.targets[bin]; len(ts) > 0 && g.r.IntN(2) == 0 {
+		// Go straight to a command with rule flags or a rule of its own, and mostly use
+		// those flags, with few tokens that would end parsing early.
+		node = ts[g.r.IntN(len(ts))]
+		argv = append(argv, g.paths[node]...)
+		focused = true
+	}
+	n := len(argv) + g.r.IntN(10)
 	if g.r.IntN(50) == 0 {
 		n = 240 + g.r.IntN(30) // around MAX_TOKENS
 	}
 	for len(argv) < n {
-		switch r := g.r.IntN(20); {
+		r := g.r.IntN(20)
+		if focused {
+			r = 7 + g.r.IntN(9) // rule flags, flags, values; no words, no noise
+		}
+		switch {
 		case r < 7:
 			if ws := g.words[node]; len(ws) > 0 {
 				w := ws[g.r.IntN(len(ws))]
@@ -350,6 +392,12 @@ func (g *argvGen) argv(bin policy.Binary) []string {
 				continue
 			}
 			argv = append(argv, g.value())
+		case r < 11:
+			if fs := g.ruleFlags[node]; len(fs) > 0 {
+				argv = append(argv, g.flagTokens(fs[g.r.IntN(len(fs))])...)
+				continue
+			}
+			argv = append(argv, g.noise())
 		case r < 15:
 			if fs := g.flags[node]; len(fs) > 0 {
 				argv = append(argv, g.flagTokens(fs[g.r.IntN(len(fs))])...)
@@ -389,12 +437,14 @@ func TestBPFClassifyRandom(t *testing.T) {
 		tab := compile(t, testPolicies()[name])
 		loadTables(t, c, tab)
 		g := newArgvGen(tab, seed)
-		verdicts := map[policy.Verdict]int{}
+		verdicts, rules := map[policy.Verdict]int{}, map[policy.Rule]int{}
 		mismatches := 0
 		for bin := policy.BinDocker; bin < policy.NumBinaries; bin++ {
 			for range perBinary {
 				argv := g.argv(bin)
-				verdicts[tab.Eval(bin, argv).Verdict]++
+				r := tab.Eval(bin, argv)
+				verdicts[r.Verdict]++
+				rules[r.Rule]++
 				if differ(t, c, tab, bin, argv) {
 					mismatches++
 					if mismatches >= 20 {
@@ -403,7 +453,7 @@ func TestBPFClassifyRandom(t *testing.T) {
 				}
 			}
 		}
-		t.Logf("policy %s: verdicts %v, %d mismatches", name, verdicts, mismatches)
+		t.Logf("policy %s: verdicts %v, rules %v, %d mismatches", name, verdicts, rules, mismatches)
 	}
 }
 
@@ -533,5 +583,46 @@ func BenchmarkBPFClassify(b *testing.B) {
 			b.ReportMetric(float64(len(raw)), "argv-bytes")
 			b.ReportMetric(float64(len(argv)), "tokens")
 		})
+	}
+}
+
+// verifierBudget bounds the verifier's work on the classifier. The kernel gives up at 1M
+// processed instructions; staying well below leaves room for the exec hook around it and for
+// other kernels' verifiers.
+const verifierBudget = 500000
+
+var processedRe = regexp.MustCompile(`processed (\d+) insns`)
+
+// TestBPFClassifierVerifierCost loads the wrapper with verifier statistics and checks the
+// verifier's work against verifierBudget.
+func TestBPFClassifierVerifierCost(t *testing.T) {
+	loadTestClassifier(t) // skips where the wrapper cannot load
+	spec, err := loadClassifyTest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats},
+	})
+	if err != nil {
+		t.Fatalf("load: %+v", err)
+	}
+	defer coll.Close()
+	prog := coll.Programs["classify_test"]
+	m := processedRe.FindStringSubmatch(prog.VerifierLog)
+	if m == nil {
+		t.Fatalf("no instruction count in the verifier log:\n%s", prog.VerifierLog)
+	}
+	var processed int
+	fmt.Sscan(m[1], &processed)
+	xlated := 0
+	if info, err := prog.Info(); err == nil {
+		if ins, err := info.Instructions(); err == nil {
+			xlated = len(ins)
+		}
+	}
+	t.Logf("verifier: %s; %d instructions after verification", strings.TrimSpace(m[0]), xlated)
+	if processed > verifierBudget {
+		t.Errorf("verifier processed %d instructions, budget %d", processed, verifierBudget)
 	}
 }
