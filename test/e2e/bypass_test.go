@@ -29,6 +29,8 @@ type bypass struct {
 	// plugin, a credential helper, ssh): that program must not reach dockerd, and with
 	// setgid access must not run at all. mark names the file the program writes when it runs.
 	mark string
+	// killed is a word in the argv of the exec dockwatch must kill and report (setgid access).
+	killed string
 }
 
 func (e *env) testBypasses(t *testing.T) {
@@ -87,11 +89,11 @@ print(s.recv(4096))`
 		{name: "setuid-exec-curl", path: hop,
 			argv: append([]string{"setuidhop", other, gid, "exec", "/usr/bin/curl"}, curl(sock)...)},
 		{name: "cli-plugin", path: e.cli, argv: []string{"docker", "info"},
-			env: append([]string{"DOCKER_CONFIG=" + filepath.Join(e.demo.demoDir, "evilcfg")}, dockerEnv...), mark: "plugin"},
+			env: append([]string{"DOCKER_CONFIG=" + filepath.Join(e.demo.demoDir, "evilcfg")}, dockerEnv...), mark: "plugin", killed: "docker-evil"},
 		{name: "credential-helper", path: e.cli, argv: []string{"docker", "pull", "127.0.0.1:1/dwevil:latest"},
 			env: append([]string{"DOCKER_CONFIG=" + filepath.Join(e.dir, "credcfg"),
-				"PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin"}, dockerEnv...), mark: "credhelper"},
-		{name: "ssh-proxycommand", path: e.cli, argv: []string{"docker", "-H", "ssh://dwevil", "ps"}, mark: "proxycommand",
+				"PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin"}, dockerEnv...), mark: "credhelper", killed: "docker-credential-dwevil"},
+		{name: "ssh-proxycommand", path: e.cli, argv: []string{"docker", "-H", "ssh://dwevil", "ps"}, mark: "proxycommand", killed: "ssh",
 			skip: lookPathError("ssh")},
 	}
 	for _, c := range cases {
@@ -164,10 +166,45 @@ func (e *env) checkInner(t *testing.T, c bypass, mark int64, since time.Time) {
 	if ran {
 		t.Logf("the %s ran: %s", c.mark, bytes.TrimSpace(out))
 	}
+	if e.access == "setgid" {
+		e.reportedExec(t, c.name, c.killed, since)
+	}
 	if e.access == "setgid" && ran {
 		t.Errorf("%s: the %s ran; with setgid access it must die at exec, since it inherits the socket's group (DESIGN.md §1.9: a setgid client may exec only trusted binaries)", c.name, c.mark)
 	}
 	_ = os.Remove(filepath.Join(e.dir, "marks", c.mark))
+}
+
+// reportedExec checks that dockwatch reported killing, after since, an exec of the worker whose
+// argv holds a word ending in word, or whose reason names it.
+func (e *env) reportedExec(t *testing.T, what, word string, since time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, ev := range e.watch.Events() {
+			if ev.Kind != "exec" || ev.Action != "killed" || ev.UID != e.worker.UID || ev.Time.Before(since) {
+				continue
+			}
+			named := strings.Contains(ev.Reason, word)
+			for _, a := range ev.Argv {
+				named = named || strings.HasSuffix(a, word)
+			}
+			if named {
+				t.Logf("dockwatch: %s %s %s rule=%q argv=%q reason=%q", ev.Kind, ev.Verdict, ev.Action, ev.Rule, ev.Argv, ev.Reason)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: dockwatch reported no killed exec of %s", what, word)
+			for _, ev := range e.watch.Events() {
+				if !ev.Time.Before(since) {
+					t.Logf("  event since: %+v", ev)
+				}
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // testPidfdGetfd steals the connected socket of a running trusted client. With setgid access

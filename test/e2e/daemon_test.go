@@ -80,18 +80,19 @@ func goBuild(t *testing.T, pkg, out string) {
 
 // Event is the part of dockwatch's event schema v1 the test reads.
 type Event struct {
-	V       int      `json:"v"`
-	Kind    string   `json:"kind"`
-	Verdict string   `json:"verdict"`
-	Action  string   `json:"action"`
-	Rule    string   `json:"rule"`
-	Command string   `json:"command"`
-	Reason  string   `json:"reason"`
-	Argv    []string `json:"argv"`
-	PID     int      `json:"pid"`
-	UID     int      `json:"uid"`
-	User    string   `json:"user"`
-	Exe     string   `json:"exe"`
+	V       int       `json:"v"`
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Verdict string    `json:"verdict"`
+	Action  string    `json:"action"`
+	Rule    string    `json:"rule"`
+	Command string    `json:"command"`
+	Reason  string    `json:"reason"`
+	Argv    []string  `json:"argv"`
+	PID     int       `json:"pid"`
+	UID     int       `json:"uid"`
+	User    string    `json:"user"`
+	Exe     string    `json:"exe"`
 }
 
 // watchdog is a running `dockwatch run`.
