@@ -182,6 +182,8 @@ struct cls_state {
 	__u32 gen;
 	__u32 i, n; /* current token, token count */
 	__u16 node, leaf_tok;
+	__u16 stray; /* token of a stray word at a node with children (0: none) */
+	__u16 pad0;
 	__u8 help, dashdash, root_dd, done;
 	struct cls_trigger first_block, first_audit;
 	struct result res;
@@ -1039,6 +1041,11 @@ static __always_inline void cls_finish(struct cls_state *st)
 		cls_result(st, VERDICT_ALLOW, 1, 0, 0, 0);
 		return;
 	}
+	if (st->stray) {
+		/* the command would fail with "unknown command" */
+		cls_parse_error(st, st->stray);
+		return;
+	}
 	n = cls_node(st, st->node);
 	if (n && n->leaf_effect) {
 		e = cls_effect(st, n->leaf_effect);
@@ -1112,15 +1119,24 @@ static __always_inline void cls_positional(struct classify_scratch *s, __u32 i, 
 	__u16 flags = cls_node_flags(st, st->node), nflags;
 	struct lex_val *lv;
 
-	if (!(flags & NODE_HAS_CHILDREN)) {
-		/* Not interspersed: the rest are arguments. */
+	if (!(flags & NODE_HAS_CHILDREN) || st->stray) {
+		/* A leaf (or a node a stray word made the command); not interspersed: the rest
+		 * are arguments. */
 		if (!(flags & NODE_INTERSPERSED))
 			cls_finish(st);
 		return;
 	}
 	lv = cls_lookup(s, LEX_WORD, off, len);
 	if (!lv) {
-		cls_parse_error(st, i);
+		if (flags & NODE_ENTRY) {
+			cls_parse_error(st, i); /* unknown command or plugin */
+			return;
+		}
+		/* cobra's Traverse makes this node the command and the rest its arguments: it
+		 * only prints help (when help is set at the end) or fails. Flags still count. */
+		st->stray = i;
+		if (!(flags & NODE_INTERSPERSED))
+			cls_finish(st);
 		return;
 	}
 	if (flags & NODE_HELP_TOPIC) {
@@ -1324,6 +1340,7 @@ static __always_inline void classify(struct classify_scratch *s, __u32 bin, stru
 	st->done = 0;
 	st->leaf_tok = 0;
 	st->node = 0;
+	st->stray = 0;
 	st->v_effect = 0;
 	gen = bpf_map_lookup_elem(&table_gen, &zero);
 	st->gen = gen ? *gen & 1 : 0;
