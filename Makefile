@@ -24,7 +24,7 @@ CLANG ?= clang-16
 DEB_PACKAGES := clang-16 llvm-16 libbpf-dev bpftool docker.io busybox-static netcat-openbsd \
 	curl python3 qemu-system-x86 nix-bin
 
-.PHONY: go-found build deps test vet fmt-check generate check-generated fuzz bench clean
+.PHONY: go-found build deps test vet fmt-check generate check-generated fuzz bench vm-test clean
 
 go-found:
 	@if [ -z "$(GO)" ]; then \
@@ -57,7 +57,7 @@ fmt-check: go-found
 	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted:" $$unformatted >&2; exit 1; fi
 
 # Prints the output of failed tests, every skip with its reason, one line per package and totals.
-test: go-found deps vet fmt-check
+test: go-found deps vet fmt-check check-generated
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) -json ./... | $(GO) run ./.ci/testsummary
 
 # Regenerates the grammar tables and the bpf2go objects (needs clang-16).
@@ -83,5 +83,10 @@ fuzz: go-found
 bench: go-found
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# The qemu kernel matrix alone (it also runs as part of `make test`): Debian's 6.1 and 6.12
+# cloud kernels, lsm and fallback configurations (DESIGN.md §2).
+vm-test: go-found deps
+	$(GO) test -v -count=1 -timeout 20m ./test/vm -run TestVMMatrix
+
 clean:
-	rm -rf bin
+	rm -rf bin .cache
