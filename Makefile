@@ -79,9 +79,11 @@ fuzz: go-found
 		done; \
 	done
 
-# TODO(bench): write BENCHMARKS.md from the DESIGN.md §9 measurements. For now: the Go benchmarks.
-bench: go-found
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Measures what dockwatch costs (DESIGN.md §9), with and without it in the same run, and writes
+# BENCHMARKS.md. Needs root; takes a few minutes; not part of `make test`.
+# BENCH_FLAGS="-only REGEXP -o -" runs some rows only and prints the report instead.
+bench: build
+	$(GO) run ./bench/cmd/benchrun -dockwatch bin/dockwatch -go $(GO) $(BENCH_FLAGS)
 
 # The qemu kernel matrix alone (it also runs as part of `make test`): Debian's 6.1 and 6.12
 # cloud kernels, lsm and fallback configurations (DESIGN.md §2).
