@@ -121,6 +121,8 @@ func startDockwatch(t *testing.T, bin, cfg, dir string) *watchdog {
 	w := &watchdog{bin: bin, cfg: cfg, done: make(chan struct{})}
 	w.cmd = exec.Command(bin, "run", "--config", cfg, "--ready-file", ready)
 	w.cmd.Stderr = &lockedWriter{mu: &w.mu, w: &w.stderr}
+	// Should the test binary die before its cleanups, the daemon goes too.
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stdout, err := w.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

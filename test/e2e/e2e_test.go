@@ -78,6 +78,8 @@ func testScenario(t *testing.T, access string) {
 		t.Skipf("needs root (euid %d)", os.Geteuid())
 	}
 	skipUnlessBPF(t)
+	sysuser.SkipIfNotRoot(t)
+	dockerd.SkipUnlessAvailable(t)
 	if _, err := exec.LookPath("bpftool"); err != nil {
 		t.Skipf("bpftool is not installed: %v", err)
 	}

@@ -62,9 +62,9 @@ const (
 	busyboxPath = "/bin/busybox"
 )
 
-// Start starts a private dockerd and stops it, with everything it started, when t ends.
-// It skips t when not root or when dockerd, the docker CLI or a static busybox is missing.
-func Start(t testing.TB, opt Options) *Daemon {
+// SkipUnlessAvailable skips t unless it runs as root with dockerd, the docker CLI and a static
+// busybox installed, and returns the paths of dockerd and the (resolved) CLI.
+func SkipUnlessAvailable(t testing.TB) (dockerd, cli string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skipf("needs root to run dockerd (euid %d)", os.Geteuid())
@@ -76,7 +76,7 @@ func Start(t testing.TB, opt Options) *Daemon {
 		}
 		dockerd = dockerdPath
 	}
-	cli, err := exec.LookPath("docker")
+	cli, err = exec.LookPath("docker")
 	if err != nil {
 		t.Skipf("the docker CLI is not installed: %v", err)
 	}
@@ -86,6 +86,14 @@ func Start(t testing.TB, opt Options) *Daemon {
 	if err := staticELF(busyboxPath); err != nil {
 		t.Skipf("no static busybox for the test image: %v", err)
 	}
+	return dockerd, cli
+}
+
+// Start starts a private dockerd and stops it, with everything it started, when t ends.
+// It skips t when not root or when dockerd, the docker CLI or a static busybox is missing.
+func Start(t testing.TB, opt Options) *Daemon {
+	t.Helper()
+	dockerd, cli := SkipUnlessAvailable(t)
 
 	if err := removeStale(); err != nil {
 		t.Logf("removing what crashed runs left: %v", err)

@@ -11,6 +11,8 @@ import (
 )
 
 func TestDaemon(t *testing.T) {
+	sysuser.SkipIfNotRoot(t)
+	SkipUnlessAvailable(t)
 	var dir string
 	t.Run("run", func(t *testing.T) {
 		g := sysuser.NewGroup(t)
@@ -57,7 +59,7 @@ func TestDaemon(t *testing.T) {
 		// A running container must not keep the cleanup from finishing.
 	})
 	if dir == "" {
-		return
+		t.Fatal("the daemon subtest did not start dockerd")
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s still exists after cleanup: %v", dir, err)
