@@ -256,11 +256,34 @@ var genValues = []string{
 
 func (g *argvGen) pick(s []string) string { return s[g.r.IntN(len(s))] }
 
+var (
+	genPathHeads = []string{"", "/", "/etc", "/srv", "/home", "/home/u", "/var/lib/docker", "/var/lib",
+		"/run/docker.sock", "/var/run", "/nix", "/tmp", ".", "..", "x", "a/b", "vol", "/proc/self", "/sysx"}
+	genPathTails = []string{"", "", "", "/", "//", "/.", "/..", "/./x", "/../x", "//x", "/x", "x", "/etc", "/.x", "/..x"}
+	genMountKeys = []string{"source", "src", "SOURCE", "Src", "volume-opt", "device", "devİce", "Key", "target", "type", "", "soÿurce"}
+)
+
+// pathValue is a bind source, a volume spec or a mount/option CSV around a generated path.
+func (g *argvGen) pathValue() string {
+	path := g.pick(genPathHeads) + g.pick(genPathTails)
+	switch g.r.IntN(5) {
+	case 0:
+		return path
+	case 1, 2:
+		return path + g.pick([]string{":/x", ":/x:ro", ":", "::", ":/etc"})
+	case 3:
+		return "type=bind," + g.pick(genMountKeys) + "=" + path + g.pick([]string{"", ",target=/x", ",readonly", ",x"})
+	}
+	return g.pick(genMountKeys) + "=" + g.pick([]string{"", "o=bind,", "device="}) + path
+}
+
 // value is a flag value: mostly from genValues, sometimes random bytes or a long string.
 func (g *argvGen) value() string {
 	switch n := g.r.IntN(20); {
-	case n < 15:
+	case n < 8:
 		return g.pick(genValues)
+	case n < 15:
+		return g.pathValue()
 	case n < 17:
 		b := make([]byte, 1+g.r.IntN(12))
 		for i := range b {
