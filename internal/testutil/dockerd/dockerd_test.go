@@ -75,7 +75,7 @@ func TestDaemon(t *testing.T) {
 
 func TestUnescapeMount(t *testing.T) {
 	for in, want := range map[string]string{
-		`/tmp/a\040b`: "/tmp/a b",
+		`/mnt/a\040b`: "/mnt/a b",
 		`/plain`:      "/plain",
 		`/x\134y`:     `/x\y`,
 	} {
