@@ -141,6 +141,7 @@ func loaderOptions(cfg *config.Config) (loader.Options, error) {
 		PluginDirs:     cfg.Docker.PluginDirs,
 		Plugins:        cfg.Policy.Plugins,
 		Sockets:        cfg.Docker.Sockets,
+		Helpers:        cfg.Docker.Helpers,
 		Tables:         tables,
 		RuntimeDir:     runtimeDir,
 	}, nil
@@ -381,10 +382,6 @@ func (d *runDaemon) run(ctx context.Context, opts loader.Options) int {
 	}()
 	for _, w := range e.Warnings {
 		d.log.Warn(w)
-	}
-	if opts.Access == "group" && !e.Features.LSM {
-		d.log.Warn("access = \"group\" without the BPF LSM: the connect gate is path based " +
-			"and has races (io_uring, threads, user namespaces); set [docker] access = \"setgid\" to close them")
 	}
 	d.proc = &events.Processor{Tables: opts.Tables, Clients: clientMap(e), Mode: "tracepoint", UndecidedAllow: opts.UndecidedAllow}
 	d.metrics = events.NewMetrics(d.counts)

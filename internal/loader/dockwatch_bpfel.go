@@ -25,6 +25,8 @@ type dockwatchClassifyScratch struct {
 		N          uint32
 		Node       uint16
 		LeafTok    uint16
+		Stray      uint16
+		Pad0       uint16
 		Help       uint8
 		Dashdash   uint8
 		RootDd     uint8
@@ -91,7 +93,6 @@ type dockwatchClassifyScratch struct {
 		L_o       uint32
 		Key       dockwatchLexKey
 	}
-	_    [4]byte
 	Argv struct {
 		_         structs.HostLayout
 		Ntok      uint32

@@ -95,6 +95,9 @@ func Load(opts Options) (*Enforcer, error) {
 	if e.Setgid, err = CheckSetgid(opts, e.Clients); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
+	if opts.Access == "group" && !e.Features.LSM {
+		e.Warnings = append(e.Warnings, GroupFallbackWarning)
+	}
 	for _, s := range socks {
 		if s.missing != nil {
 			e.Warnings = append(e.Warnings, fmt.Sprintf("socket %s: %v: only its path is protected until reload", s.path, s.missing))

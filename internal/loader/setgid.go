@@ -13,6 +13,13 @@ import (
 	"github.com/dockwatch/dockwatch/internal/policy"
 )
 
+// GroupFallbackWarning is the warning of group access on a kernel without the BPF LSM (in the
+// log and in `dockwatch status`).
+const GroupFallbackWarning = `access = "group" without the BPF LSM: the connect gate is path based and has races ` +
+	`(io_uring through a symlink, a thread that writes while another connects, ptrace and pidfd_getfd of a running CLI); ` +
+	`set [docker] access = "setgid", take the supervised users out of the socket's group and install the CLI with ` +
+	`"dockwatch install-client" to close them`
+
 // SetgidAccess is what setgid access ([docker] access = "setgid", DESIGN.md §1.9) adds to the
 // kernel side: the socket groups whose holders may exec only trusted binaries, and the helpers
 // they may exec besides the clients and the trusted plugins.

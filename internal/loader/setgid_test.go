@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -237,4 +238,25 @@ func TestCheckSetgid(t *testing.T) {
 			t.Errorf("group access: CheckSetgid = %+v, %v; want nil, nil", sg, err)
 		}
 	})
+}
+
+// TestGroupFallbackWarning: group access without the BPF LSM warns (log and status show the
+// enforcer's warnings) and says how to switch; setgid access does not.
+func TestGroupFallbackWarning(t *testing.T) {
+	f := requireEnforcement(t)
+	want := `access = "group" without the BPF LSM: the connect gate is path based and has races ` +
+		`(io_uring through a symlink, a thread that writes while another connects, ptrace and pidfd_getfd of a running CLI); ` +
+		`set [docker] access = "setgid", take the supervised users out of the socket's group and install the CLI with ` +
+		`"dockwatch install-client" to close them`
+	env, setgidOpts := setgidEnv(t)
+	e := loadOrFail(t, env.options())
+	has := slices.Contains(e.Warnings, want)
+	if has == f.LSM {
+		t.Errorf("group access, bpf lsm active %v: warnings %q; want the path-gate warning only without the LSM", f.LSM, e.Warnings)
+	}
+	e.Close()
+	e = loadOrFail(t, setgidOpts)
+	if slices.Contains(e.Warnings, want) {
+		t.Errorf("setgid access warns about group access: %q", e.Warnings)
+	}
 }
