@@ -360,6 +360,13 @@ func (d *runDaemon) run(ctx context.Context, opts loader.Options) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	unlock, err := loader.LockPinDir(opts.PinDir)
+	if err != nil {
+		d.closeListeners()
+		fmt.Fprintf(d.stderr, "dockwatch run: %v (give each daemon its own --pin-dir)\n", err)
+		return 1
+	}
+	defer unlock()
 	e, err := loader.Load(opts)
 	if err != nil {
 		d.closeListeners()

@@ -117,7 +117,9 @@ func TestRunEnforces(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- cmdRun(ctx, []string{"--config", cfgPath, "--ready-file", ready, "--pin-dir", pinDir, "--unload-on-exit"}, &stdout, &stderr) }()
+	go func() {
+		done <- cmdRun(ctx, []string{"--config", cfgPath, "--ready-file", ready, "--pin-dir", pinDir, "--unload-on-exit"}, &stdout, &stderr)
+	}()
 	stopped := false
 	stop := func() int {
 		if stopped {

@@ -467,3 +467,27 @@ func (e *Enforcer) Unpin() error {
 	}
 	return Unload(e.pins.Dir)
 }
+
+// ErrPinDirBusy is returned by LockPinDir when another process holds the pin dir.
+var ErrPinDirBusy = errors.New("pin dir is in use by another dockwatch run")
+
+// LockPinDir creates dir on bpffs (mounting /sys/fs/bpf when needed) and takes an exclusive
+// lock on it for the life of the daemon, so two daemons never adopt and rewrite the same pins.
+// A reload in the same process loads the pins again without taking the lock again.
+func LockPinDir(dir string) (release func(), err error) {
+	if err := ensureBPFFS(dir); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pin dir %s: %w", dir, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", dir, ErrPinDirBusy)
+		}
+		return nil, fmt.Errorf("lock pin dir %s: %w", dir, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}

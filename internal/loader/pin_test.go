@@ -150,3 +150,23 @@ func TestPinAdoptReplaceUnload(t *testing.T) {
 		t.Errorf("second Unload: %v, want ErrNotPinned", err)
 	}
 }
+
+func TestLockPinDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skipf("needs root for bpffs (euid %d)", os.Geteuid())
+	}
+	dir := testPinDir(t)
+	release, err := LockPinDir(dir)
+	if err != nil {
+		t.Fatalf("LockPinDir: %v", err)
+	}
+	if _, err := LockPinDir(dir); !errors.Is(err, ErrPinDirBusy) {
+		t.Errorf("second LockPinDir: %v, want ErrPinDirBusy", err)
+	}
+	release()
+	again, err := LockPinDir(dir)
+	if err != nil {
+		t.Fatalf("LockPinDir after release: %v", err)
+	}
+	again()
+}

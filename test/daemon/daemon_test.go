@@ -618,6 +618,20 @@ func (e *env) testRestartReload(t *testing.T) {
 		t.Errorf("docker logs not killed after the reload: %v", res)
 	}
 
+	// Reload with a changed load-time setting: new programs are attached next to the old
+	// ones before those go.
+	e.writeConfig(t, cfg, daemonConfig{block: []string{"exec", "cp", "commit", "diff", "export", "import", "load",
+		"save", "attach", "push", "tag", "logs"}, invalidLine: `undecided = "allow"`})
+	if err := d2.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reload that replaces programs", 20*time.Second, func() bool {
+		return strings.Count(d2.stderr.String(), "reloaded") >= 2
+	})
+	if !strings.Contains(d2.stderr.String(), "programs replaced") {
+		t.Errorf("changing policy.undecided did not replace the programs:\n%s", tail(d2.stderr.String(), 5))
+	}
+
 	// Reload with an invalid policy: rejected with key and line, the policy above stays.
 	e.writeConfig(t, cfg, daemonConfig{block: []string{"exec", "logs"}, invalidLine: `escape = "sometimes"`})
 	if err := d2.cmd.Process.Signal(syscall.SIGHUP); err != nil {
