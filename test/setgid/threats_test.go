@@ -110,9 +110,9 @@ func TestThreatTable(t *testing.T) {
 	}
 	text := string(b)
 	i, j := strings.Index(text, tableBegin), strings.Index(text, tableEnd)
-	want := threatTable()
+	want := strings.TrimSuffix(threatTable(), "\n")
 	if os.Getenv("DW_WRITE_THREAT_TABLE") == "1" && i >= 0 && j > i {
-		text = text[:i] + want + text[j+len(tableEnd)+1:]
+		text = text[:i] + want + text[j+len(tableEnd):]
 		if err := os.WriteFile(readme, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestThreatTable(t *testing.T) {
 	if i < 0 || j < i {
 		t.Fatalf("README.md has no threat-model table between %q and %q; insert:\n%s", tableBegin, tableEnd, want)
 	}
-	if got := text[i : j+len(tableEnd)+1]; got != want {
+	if got := text[i : j+len(tableEnd)]; got != want {
 		t.Errorf("README.md's threat-model table differs from test/setgid/threats_test.go (DW_WRITE_THREAT_TABLE=1 go test ./test/setgid -run TestThreatTable rewrites it):\n got:\n%s\nwant:\n%s", got, want)
 	}
 }
