@@ -283,7 +283,10 @@ func (e *env) testStartupChecks(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := e.writeConfig(t, "bad-"+c.name+".toml", c.user, c.client)
 			ready := filepath.Join(e.dir, "ready-"+c.name)
-			cmd := exec.Command(e.bin, "run", "--config", cfg, "--ready-file", ready)
+			pinDir := newPinDir(t)
+			t.Cleanup(func() { _ = os.RemoveAll(pinDir) })
+			cmd := exec.Command(e.bin, "run", "--config", cfg, "--ready-file", ready,
+				"--pin-dir", pinDir, "--unload-on-exit")
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,6 +102,7 @@ type Event struct {
 type watchdog struct {
 	bin    string
 	cfg    string
+	pinDir string // private to this daemon: pins are adopted by whoever uses the same dir
 	cmd    *exec.Cmd
 	done   chan struct{}
 	stderr bytes.Buffer // guarded by mu
@@ -118,8 +122,8 @@ func startDockwatch(t *testing.T, bin, cfg, dir string) *watchdog {
 	if err != nil {
 		t.Logf("bpftool: %v (program clean-up will not be checked)", err)
 	}
-	w := &watchdog{bin: bin, cfg: cfg, done: make(chan struct{})}
-	w.cmd = exec.Command(bin, "run", "--config", cfg, "--ready-file", ready)
+	w := &watchdog{bin: bin, cfg: cfg, pinDir: newPinDir(t), done: make(chan struct{})}
+	w.cmd = exec.Command(bin, "run", "--config", cfg, "--ready-file", ready, "--pin-dir", w.pinDir)
 	w.cmd.Stderr = &lockedWriter{mu: &w.mu, w: &w.stderr}
 	// Should the test binary die before its cleanups, the daemon goes too.
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -152,10 +156,12 @@ func startDockwatch(t *testing.T, bin, cfg, dir string) *watchdog {
 		if err := w.stop(); err != nil {
 			t.Errorf("stop dockwatch: %v", err)
 		}
-		// A failed run must not leave enforcement behind: unload what survived the stop.
+		// The pins outlive the daemon by design; the test must not leave enforcement behind.
+		if err := w.unload(); err != nil {
+			t.Errorf("%v", err)
+		}
 		if left, err := leftoverProgs(w.progs); err == nil && len(left) > 0 && !w.unloaded(left) {
-			out, err := exec.Command(w.bin, "unload", "--config", w.cfg).CombinedOutput()
-			t.Logf("BPF programs %v survived the stop; dockwatch unload: %v\n%s", left, err, out)
+			t.Errorf("BPF programs %v survived dockwatch unload", left)
 		}
 		if t.Failed() {
 			t.Logf("dockwatch stderr:\n%s", w.stderrText())
@@ -185,6 +191,51 @@ func startDockwatch(t *testing.T, bin, cfg, dir string) *watchdog {
 		t.Logf("dockwatch (pid %d) loaded %d programs: %v", w.cmd.Process.Pid, len(w.progs), w.progs)
 	}
 	return w
+}
+
+// pinPrefix starts the name of each daemon's pin dir under bpffsRoot; the test's pid follows.
+const (
+	bpffsRoot = "/sys/fs/bpf"
+	pinPrefix = "dwe2e"
+)
+
+// newPinDir names a pin dir for one daemon, after unloading those of test processes that no
+// longer run.
+func newPinDir(t *testing.T) string {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(bpffsRoot, pinPrefix+"*"))
+	for _, dir := range dirs {
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), pinPrefix), "x")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("remove stale pin dir %s: %v", dir, err)
+		}
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(bpffsRoot, fmt.Sprintf("%s%dx%s", pinPrefix, os.Getpid(), hex.EncodeToString(b[:])))
+}
+
+// unload runs `dockwatch unload` on the daemon's pin dir and removes the dir.
+func (w *watchdog) unload() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, w.bin, "unload", "--pin-dir", w.pinDir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("dockwatch unload --pin-dir %s: %w\n%s", w.pinDir, err, out)
+	}
+	if err := os.RemoveAll(w.pinDir); err != nil {
+		return fmt.Errorf("remove pin dir: %w", err)
+	}
+	return nil
 }
 
 // unloaded waits up to 10s for progs to leave the kernel (tracing programs are freed after an

@@ -534,12 +534,20 @@ func (e *env) isKill(ev Event, argv []string) bool {
 		ev.Rule != "" && explained && ev.UID == e.worker.UID && slices.Equal(ev.Argv, argv)
 }
 
+// testStop: the daemon exits on SIGTERM and leaves its pinned programs enforcing, so a restart
+// has no gap (DESIGN.md §5); `dockwatch unload` then removes every program.
 func (e *env) testStop(t *testing.T) {
 	if len(e.watch.progs) == 0 {
 		t.Fatal("found no BPF programs of the running dockwatch to check")
 	}
 	if err := e.watch.stop(); err != nil {
 		t.Error(err)
+	}
+	if res := e.dockerAs(t, e.worker, "exec", "ctr", "true"); !res.Killed() {
+		t.Errorf("after the daemon stopped, docker exec was not killed: %v", res)
+	}
+	if err := e.watch.unload(); err != nil {
+		t.Fatal(err)
 	}
 	// The kernel frees tracing programs after an RCU grace period, so a closed program can
 	// stay listed for a moment.
@@ -555,7 +563,7 @@ func (e *env) testStop(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if len(left) > 0 {
-		t.Errorf("BPF programs still loaded after dockwatch stopped: %v", left)
+		t.Errorf("BPF programs still loaded after dockwatch stopped and unloaded: %v", left)
 	}
 }
 
