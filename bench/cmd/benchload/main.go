@@ -8,7 +8,9 @@
 //	BENCH_MODE=connect  BENCH_N times socket(AF_UNIX)+connect(BENCH_SOCK)+close
 //	BENCH_MODE=getppid  BENCH_N getppid system calls
 //
-// It prints one JSON object: {"ops":N,"ns":elapsed,"failed":F,"killed":K}.
+// It prints one JSON object: {"ops":N,"ns":elapsed,"cpu_ns":C,"failed":F,"killed":K}, where C is
+// the CPU time (user and system) of benchload and its waited-for children: on a loaded machine
+// it moves much less than the wall-clock time.
 package main
 
 import (
@@ -28,13 +30,16 @@ import (
 type Result struct {
 	Ops    int64  `json:"ops"`
 	Ns     int64  `json:"ns"`
+	CPUNs  int64  `json:"cpu_ns"`
 	Failed int64  `json:"failed"` // operations that returned an error (or a child that exited non-zero)
 	Killed int64  `json:"killed"` // children that died of a signal
 	Err    string `json:"error,omitempty"`
 }
 
 func main() {
+	cpu0 := cpuTime()
 	res, err := run()
+	res.CPUNs = cpuTime() - cpu0
 	if err != nil {
 		res.Err = err.Error()
 	}
@@ -184,4 +189,16 @@ func connectLoop(path string, n int) (Result, error) {
 		syscall.Close(fd)
 	}
 	return Result{Ops: int64(n), Ns: time.Since(start).Nanoseconds(), Failed: failed}, firstErr
+}
+
+// cpuTime is the user and system time of this process and its waited-for children, in ns.
+func cpuTime() int64 {
+	var total int64
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			total += ru.Utime.Nano() + ru.Stime.Nano()
+		}
+	}
+	return total
 }

@@ -49,7 +49,16 @@ func startDaemon(bin, cfg, dir string) (*daemon, error) {
 	ready := filepath.Join(dir, "ready")
 	os.Remove(ready)
 	d := &daemon{done: make(chan struct{}), execs: map[uint32]int64{}}
-	d.cmd = exec.Command(bin, "run", "--config", cfg, "--ready-file", ready)
+	args := []string{"run", "--config", cfg, "--ready-file", ready}
+	// A dockwatch that pins its programs gets a pin dir of its own, and removes the pins when
+	// it exits: the next state must run without it.
+	if help, _ := exec.Command(bin, "help", "run").CombinedOutput(); strings.Contains(string(help), "-pin-dir") {
+		args = append(args, "--pin-dir", pinDir(dir))
+		if strings.Contains(string(help), "-unload-on-exit") {
+			args = append(args, "--unload-on-exit")
+		}
+	}
+	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stderr = lockedBuilder{&d.mu, &d.stderr}
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -123,7 +132,7 @@ func (d *daemon) stop(bin, cfg string) error {
 	}
 	var err error
 	if help, _ := exec.Command(bin, "help").CombinedOutput(); strings.Contains(string(help), "unload") {
-		if out, uerr := exec.Command(bin, "unload", "--config", cfg).CombinedOutput(); uerr != nil {
+		if out, uerr := exec.Command(bin, "unload", "--config", cfg, "--pin-dir", pinDir(filepath.Dir(cfg))).CombinedOutput(); uerr != nil {
 			err = fmt.Errorf("dockwatch unload: %w: %s", uerr, out)
 		}
 	}
@@ -131,6 +140,11 @@ func (d *daemon) stop(bin, cfg string) error {
 		err = errors.Join(err, fmt.Errorf("dockwatch run exited with %v: %s", st, d.stderrText()))
 	}
 	return err
+}
+
+// pinDir is the bpffs directory for the pins of the daemons of the fixture in dir.
+func pinDir(dir string) string {
+	return filepath.Join("/sys/fs/bpf", filepath.Base(dir))
 }
 
 // stopCounts parses the daemon's closing message for its loss counters.

@@ -54,7 +54,7 @@ type fixture struct {
 }
 
 // setup builds the fixture in a new temporary directory. On error what was made is removed.
-func setup(ctx context.Context, goCmd, modRoot, dockerPath, busyboxPath string) (f *fixture, err error) {
+func setup(ctx context.Context, goCmd, modRoot, dockerPath, busyboxPath string, history int) (f *fixture, err error) {
 	f = &fixture{configs: map[string]string{}}
 	defer func() {
 		if err != nil {
@@ -162,11 +162,12 @@ mode = "enforce"
 [events]
 socket = %s
 group = "root"
+%s
 
 [metrics]
 listen = ""
 `, q(sup.name), q(f.fakeSock), q(f.protSock), q(f.docker), q(f.busybox), q(f.client), q(plugins), q(access),
-			q(filepath.Join(f.dir, "events-"+access+".sock")))
+			q(filepath.Join(f.dir, "events-"+access+".sock")), historyLine(history))
 		path := filepath.Join(f.dir, access+".toml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return f, err
@@ -174,6 +175,14 @@ listen = ""
 		f.configs[access] = path
 	}
 	return f, nil
+}
+
+// historyLine sets [events] history, the events the daemon keeps in memory; 0 keeps the default.
+func historyLine(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("history = %d", n)
 }
 
 // supervised is the supervised account of a state: dockwatch off runs as the member.
@@ -322,12 +331,15 @@ func runTool(name string, args ...string) error {
 type loadResult struct {
 	Ops    int64  `json:"ops"`
 	Ns     int64  `json:"ns"`
+	CPUNs  int64  `json:"cpu_ns"`
 	Failed int64  `json:"failed"`
 	Killed int64  `json:"killed"`
 	Err    string `json:"error"`
 }
 
 func (r loadResult) nsPerOp() float64 { return float64(r.Ns) / float64(max(r.Ops, 1)) }
+
+func (r loadResult) cpuNsPerOp() float64 { return float64(r.CPUNs) / float64(max(r.Ops, 1)) }
 
 // workload runs benchload (or, with argv0 set, a trusted copy of it) as a with env.
 type workload struct {

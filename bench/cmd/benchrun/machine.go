@@ -10,10 +10,10 @@ import (
 
 // machine describes where the figures come from.
 type machine struct {
-	kernel, cpu, memory, lockdown, goVersion, docker, perf, commit string
-	cpus                                                           int
-	loadBefore, loadAfter                                          string
-	date                                                           time.Time
+	kernel, cpu, memory, lockdown, goVersion, docker, perf, commit, dockwatch string
+	cpus                                                                      int
+	loadBefore, loadAfter                                                     string
+	date                                                                      time.Time
 }
 
 func firstLine(b []byte) string {
@@ -21,7 +21,7 @@ func firstLine(b []byte) string {
 	return s
 }
 
-func probeMachine(dockerPath string) machine {
+func probeMachine(dockerPath, dockwatch string) machine {
 	m := machine{cpus: runtime.NumCPU(), date: time.Now().UTC(), loadBefore: loadavg(), goVersion: runtime.Version()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.kernel = firstLine(b)
@@ -57,6 +57,9 @@ func probeMachine(dockerPath string) machine {
 		m.perf = "`perf stat -e instructions true`: <not supported> (no hardware counters), so the figures are wall-clock times"
 	} else {
 		m.perf = "`perf stat -e instructions` is supported"
+	}
+	if out, err := exec.Command(dockwatch, "version").Output(); err == nil {
+		m.dockwatch = firstLine(out)
 	}
 	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
 		m.commit = firstLine(out)

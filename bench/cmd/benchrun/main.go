@@ -44,6 +44,7 @@ type options struct {
 	rounds    int
 	only      *regexp.Regexp
 	goCmd     string
+	history   int
 	cmdline   string // how to rerun one row
 }
 
@@ -57,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.rounds, "rounds", 7, "rounds of the with/without states")
 	fs.StringVar(&only, "only", "", "run only the rows whose id matches `REGEXP`")
 	fs.StringVar(&o.goCmd, "go", "go", "the go `command`, for building the workload and the testing.B benchmarks")
+	fs.IntVar(&o.history, "history", 0, "set [events] history to `N` in the daemon's config (0: dockwatch's default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -144,7 +146,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "benchrun: "+format+"\n", args...) }
 
 	res := &results{values: map[string]map[string][]float64{}, goCmds: map[string]string{}, started: time.Now(), opts: o, cases: argvCases()}
-	res.machine = probeMachine(dockerPath)
+	res.machine = probeMachine(dockerPath, o.dockwatch)
 
 	if o.only.MatchString("go-eval") {
 		logf("go classifier benchmark (testing.B)")
@@ -164,7 +166,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	logf("setting up users, sockets and binaries")
-	f, err := setup(ctx, o.goCmd, root, dockerPath, busyboxPath)
+	f, err := setup(ctx, o.goCmd, root, dockerPath, busyboxPath, o.history)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
@@ -223,12 +225,18 @@ const (
 
 func runState(ctx context.Context, o options, f *fixture, res *results, state string) (err error) {
 	var d *daemon
+	sup := f.supervised(state)
+	// Exec events of the storm are counted once the daemon has stopped and printed them all.
+	stormEvents := int64(-1)
 	if state != "off" {
 		if d, err = startDaemon(o.dockwatch, f.configs[state], f.dir); err != nil {
 			return err
 		}
 		defer func() {
 			err = errors.Join(err, d.stop(o.dockwatch, f.configs[state]))
+			if stormEvents >= 0 {
+				res.add("storm-received", state, float64(d.execEvents(sup.uid)-stormEvents))
+			}
 			if dropped, ringDrops, ok := d.stopCounts(); ok {
 				res.add("daemon-reader-drops", state, float64(dropped))
 				res.add("daemon-ring-drops", state, float64(ringDrops))
@@ -241,7 +249,6 @@ func runState(ctx context.Context, o options, f *fixture, res *results, state st
 	} else if n := foreignProgs(0); n > 0 {
 		res.add("foreign-progs", state, float64(n))
 	}
-	sup := f.supervised(state)
 	want := func(id string) bool { return o.only.MatchString(id) }
 	load := func(id string, w workload, perOp float64) error {
 		if !want(id) {
@@ -252,6 +259,7 @@ func runState(ctx context.Context, o options, f *fixture, res *results, state st
 			return fmt.Errorf("%s: %w", id, err)
 		}
 		res.add(id, state, r.nsPerOp()/perOp)
+		res.add(id+"-cpu", state, r.cpuNsPerOp()/perOp)
 		return nil
 	}
 
@@ -266,7 +274,7 @@ func runState(ctx context.Context, o options, f *fixture, res *results, state st
 		if err != nil {
 			return err
 		}
-		res.add("daemon-idle-rss", state, float64(b.rssKB)/1024)
+		res.add("daemon-idle-rss", state, float64(b.rssKB)*1024/1e6)
 		res.add("daemon-idle-cpu", state, cpuPercent(a, b))
 	}
 	n := func(k int) string { return "BENCH_N=" + strconv.Itoa(k) }
@@ -299,6 +307,9 @@ func runState(ctx context.Context, o options, f *fixture, res *results, state st
 		}
 	}
 	if want("storm") {
+		if d != nil {
+			stormEvents = d.execEvents(sup.uid)
+		}
 		if err := storm(ctx, f, res, d, state, sup); err != nil {
 			return err
 		}
@@ -337,7 +348,7 @@ func hookCost(ctx context.Context, f *fixture, res *results, d *daemon, state st
 			return err
 		}
 		if killed && r.Killed != r.Ops {
-			res.notef("classify-hook %s (%s): %d of %d execs were not killed in the hook", name, state, r.Ops-r.Killed, r.Ops)
+			res.notef("classify-hook %s (%s): %d of %d execs were not killed in the hook (%d failed)", name, state, r.Ops-r.Killed, r.Ops, r.Failed)
 		}
 		runs := after.RunCnt - before.RunCnt
 		if runs == 0 {
@@ -374,13 +385,11 @@ func storm(ctx context.Context, f *fixture, res *results, d *daemon, state strin
 	env := []string{"BENCH_MODE=storm", "BENCH_PATH=" + f.busybox, `BENCH_ARGV=["docker","ps"]`,
 		"BENCH_SECONDS=" + strconv.Itoa(stormSecs)}
 	var before procUsage
-	var events0 int64
 	if d != nil {
 		var err error
 		if before, err = readUsage(d.cmd.Process.Pid); err != nil {
 			return err
 		}
-		events0 = d.execEvents(sup.uid)
 	}
 	r, err := f.run(ctx, workload{as: sup, path: f.benchload, env: env})
 	if err != nil && r.Ops == 0 {
@@ -397,18 +406,13 @@ func storm(ctx context.Context, f *fixture, res *results, d *daemon, state strin
 		return err
 	}
 	res.add("daemon-storm-cpu", state, cpuPercent(before, after))
-	// Events still in flight: wait until the count stops moving.
-	got := d.execEvents(sup.uid) - events0
-	for deadline := time.Now().Add(5 * time.Second); got < r.Ops && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond)
-		got = d.execEvents(sup.uid) - events0
-	}
+	// Let the daemon catch up before its memory is read.
+	time.Sleep(time.Second)
 	final, err := readUsage(d.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
 	// VmHWM is only brought up to date now and then, so the last VmRSS counts too.
-	res.add("daemon-storm-rss", state, float64(max(final.hwmKB, final.rssKB, after.rssKB))/1024)
-	res.add("storm-received", state, float64(got))
+	res.add("daemon-storm-rss", state, float64(max(final.hwmKB, final.rssKB, after.rssKB))*1024/1e6)
 	return nil
 }

@@ -101,8 +101,8 @@ func render(r *results) string {
 		m.date.Format("2006-01-02 15:04 UTC"), r.elapsed.Round(time.Second), r.opts.rounds)
 	p("## Machine\n\n")
 	p("| | |\n|---|---|\n")
-	p("| kernel | %s (lockdown: %s) |\n| CPU | %s, %d CPUs |\n| memory | %s |\n| Go | %s |\n| docker CLI | %s |\n| dockwatch | %s |\n| perf | %s |\n| load average | %s before, %s after |\n\n",
-		m.kernel, m.lockdown, m.cpu, m.cpus, m.memory, m.goVersion, m.docker, m.commit, m.perf, m.loadBefore, m.loadAfter)
+	p("| kernel | %s (lockdown: %s) |\n| CPU | %s, %d CPUs |\n| memory | %s |\n| Go | %s |\n| docker CLI | %s |\n| dockwatch | %s (tree %s) |\n| perf | %s |\n| load average | %s before, %s after |\n\n",
+		m.kernel, m.lockdown, m.cpu, m.cpus, m.memory, m.goVersion, m.docker, m.dockwatch, m.commit, m.perf, m.loadBefore, m.loadAfter)
 	p("Enforcement here is fallback (tracepoint) mode: the kernel refuses BPF LSM programs under lockdown=integrity, so the exec hook is `tp_btf/sched_process_exec`, the gate `cgroup/connect_unix`, and group access adds the `sys_enter_connect`/`sys_exit_connect` tracepoints. ")
 	if fp := slices.Concat(v["foreign-progs"]["off"], v["foreign-progs"]["group"], v["foreign-progs"]["setgid"]); len(fp) > 0 {
 		p("Other dockwatch programs (test runs of other sessions on this shared machine) were attached during %d of the measured states (up to %.0f `dw_exec` programs), so the baseline too sometimes paid for exec hooks; ", len(fp), slices.Max(fp))
@@ -113,14 +113,19 @@ func render(r *results) string {
 	p("## With and without dockwatch\n\n")
 	p("| Benchmark | off (baseline) | spread | group access | setgid access | Reproduce |\n|---|---|---|---|---|---|\n")
 	for _, row := range stateRows {
-		if v[row.id] == nil {
-			continue
+		for _, variant := range []struct{ id, what, unit string }{
+			{row.id, row.what, row.unit},
+			{row.id + "-cpu", row.what + ": CPU time (user+system of the loop and its children)", strings.Replace(row.unit, "/", " CPU/", 1)},
+		} {
+			if v[variant.id] == nil {
+				continue
+			}
+			p("| %s | %s %s | ±%.1f%% | %s (%s) | %s (%s) | %s |\n", variant.what, num(med(variant.id, "off")), variant.unit,
+				50*spread(v[variant.id]["off"]), num(med(variant.id, "group")), pct(ratio(variant.id, "group")),
+				num(med(variant.id, "setgid")), pct(ratio(variant.id, "setgid")), rerun(row.id))
 		}
-		p("| %s | %s %s | ±%.1f%% | %s (%s) | %s (%s) | %s |\n", row.what, num(med(row.id, "off")), row.unit,
-			50*spread(v[row.id]["off"]), num(med(row.id, "group")), pct(ratio(row.id, "group")),
-			num(med(row.id, "setgid")), pct(ratio(row.id, "setgid")), rerun(row.id))
 	}
-	p("\nThe workload is bench/cmd/benchload (settings in BENCH_* variables), run as a throwaway user; the supervised user of group access is in the sockets' group, the one of setgid access is not and reaches the sockets through setgid copies of the clients. Spread is ±half the baseline's range over the rounds.\n\n")
+	p("\nThe workload is bench/cmd/benchload (settings in BENCH_* variables), run as a throwaway user; the supervised user of group access is in the sockets' group, the one of setgid access is not and reaches the sockets through setgid copies of the clients. Spread is ±half the baseline's range over the rounds. The CPU-time rows count the work done, not the waiting for a CPU, so other load on the machine moves them much less than the wall-clock rows.\n\n")
 
 	// The seed wrapper.
 	if v["wrapper-version"] != nil && v["docker-version"] != nil {
@@ -154,6 +159,9 @@ func render(r *results) string {
 		p("\nThe exec hook's other paths (bpf_stats means, same method):\n\n| supervised exec | hook mean, group | hook mean, setgid |\n|---|---|---|\n")
 		p("| not a trusted client (/bin/true, %d execs) | %s ns | %s ns |\n", hookN, num(med("classify-hook-not-client", "group")), num(med("classify-hook-not-client", "setgid")))
 		p("| allowed client, runs on (`docker version --format x`, %d execs) | %s ns | %s ns |\n", dockerN, num(med("classify-hook-allowed", "group")), num(med("classify-hook-allowed", "setgid")))
+		if h, b := median(slices.Concat(v["classify-hook-50B"]["group"], v["classify-hook-50B"]["setgid"])), quantile(r.samples["50B"], 0.5); !math.IsNaN(h) && !math.IsNaN(b) {
+			p("\nThe real hook costs %s ns more than prog.Run on the 50 B argv (%s against %s ns): that is what prog.Run leaves out, namely reading argv from the new image's user memory, the task-storage state, the ring-buffer record carrying the argv, and for a block bpf_send_signal. The classifier's own share is the prog.Run column.\n", num(h-b), num(h), num(b))
+		}
 		p("\nThe hook means are diluted a little: every other exec on the machine in the same window ran the hook too (unsupervised, a few dozen ns); the hook ran %s times per supervised exec here.\n\n",
 			num(median(slices.Concat(v["classify-hook-runs-4KiB"]["group"], v["classify-hook-runs-4KiB"]["setgid"]))))
 	}
@@ -199,7 +207,7 @@ func render(r *results) string {
 		p("## `dockwatch run` resources\n\n")
 		p("| state | RSS idle | peak RSS (VmHWM) after the storm | CPU idle (%d s) | CPU during the storm | start to ready |\n|---|---|---|---|---|---|\n", idleSecs)
 		for _, s := range []string{"group", "setgid"} {
-			p("| %s access | %s MiB | %s MiB | %s%% | %s%% of one CPU | %s ms |\n", s, num(med("daemon-idle-rss", s)), num(slicesMax(v["daemon-storm-rss"][s])),
+			p("| %s access | %s MB | %s MB | %s%% | %s%% of one CPU | %s ms |\n", s, num(med("daemon-idle-rss", s)), num(slicesMax(v["daemon-storm-rss"][s])),
 				num(med("daemon-idle-cpu", s)), num(med("daemon-storm-cpu", s)), num(med("daemon-start", s)))
 		}
 		p("\nRSS and CPU from /proc/PID/status and /proc/PID/stat. Reproduce: %s.\n\n", rerun("(daemon-idle|storm)"))
@@ -207,25 +215,27 @@ func render(r *results) string {
 
 	// Targets.
 	p("## Targets (DESIGN.md §9)\n\n| Target | Measured | Verdict | Why, and what would close it |\n|---|---|---|---|\n")
-	if v["exec-true-unsup"] != nil {
-		noise := 50 * spread(v["exec-true-unsup"]["off"])
+	if v["exec-true-unsup-cpu"] != nil {
+		noise := 50 * spread(v["exec-true-unsup-cpu"]["off"])
 		for _, s := range []string{"setgid", "group"} {
-			over := 100 * (ratio("exec-true-unsup", s) - 1)
-			why := ""
+			over := 100 * (ratio("exec-true-unsup-cpu", s) - 1)
+			verdict, why := "", ""
 			switch {
-			case over <= 0.5:
-				why = fmt.Sprintf("Within the target; the baseline's own spread is ±%.1f%%, so the figure says the cost is below the noise here.", noise)
-			case over <= noise:
-				why = fmt.Sprintf("The median is above the target but inside the baseline's spread (±%.1f%%) on this loaded, shared 2-CPU machine, so this run cannot tell the cost from noise. A quiet machine and more rounds (`-rounds 15`) would settle it.", noise)
+			case over <= 0.5 && noise <= 0.5:
+				verdict, why = yes(true), "Below the target and the noise."
+			case math.Abs(over) <= noise:
+				verdict = "**not shown**"
+				why = fmt.Sprintf("The difference is inside the baseline's own spread (±%.1f%% CPU time, ±%.1f%% wall clock) on this loaded, shared %d-CPU machine, so this run cannot resolve 0.5%%. A quiet machine and more rounds (`-rounds 21`) would.", noise, 50*spread(v["exec-true-unsup"]["off"]), m.cpus)
 			default:
+				verdict = yes(over <= 0.5)
 				why = "Every exec on the machine runs two tp_btf programs (sched_process_fork marking and the sched_process_exec verdict), each a task-storage lookup that misses for an unsupervised task."
 				if s == "group" {
 					why += " Group access also attaches the sys_enter/sys_exit_connect syscall tracepoints, which put every syscall of every task (an exec makes dozens) on the tracing slow path; setgid access has none. Closing it: use setgid access, or the BPF LSM (`lsm/unix_stream_connect` needs no post-connect check)."
 				} else {
-					why += " Closing it: skip the fork hook when follow_children is off, or attach the fork/exec hooks to a cgroup subtree of the supervised users' sessions instead of system-wide."
+					why += " Closing it: attach the fork/exec hooks only where supervised users' sessions run (a cgroup-scoped hook), or skip the fork hook when follow_children is off."
 				}
 			}
-			p("| unsupervised exec overhead ≤ 0.5%% (%s access) | %s | %s | %s |\n", s, pct(ratio("exec-true-unsup", s)), yes(over <= 0.5), why)
+			p("| unsupervised exec overhead ≤ 0.5%% (%s access) | %s CPU time, %s wall clock | %s | %s |\n", s, pct(ratio("exec-true-unsup-cpu", s)), pct(ratio("exec-true-unsup", s)), verdict, why)
 		}
 	}
 	if r.samples != nil {
@@ -241,9 +251,14 @@ func render(r *results) string {
 				limWorst, limName = q, c.name
 			}
 		}
-		why := fmt.Sprintf("Slowest of 50 B/1 KiB/4 KiB: %s. Beyond 4 KiB (outside the target) the slowest argv the tables accept, %s, takes %s ns p99.", worstName, limName, num(limWorst))
+		why := fmt.Sprintf("Slowest of 50 B/1 KiB/4 KiB: %s (p50 %s ns). Beyond 4 KiB (outside the target) the slowest argv the tables accept, %s, takes %s ns p99.", worstName, num(quantile(r.samples[worstName], 0.5)), limName, num(limWorst))
+		for _, c := range r.cases[:3] {
+			if q := quantile(r.samples[c.name], 0.99); q <= 3000 {
+				why += fmt.Sprintf(" %s meets it (%s ns p99).", c.name, num(q))
+			}
+		}
 		if worst > 3000 {
-			why += " The interpreter does one hash lookup per token and per shorthand letter and matches values byte by byte with bounded loops; fewer, larger lexicon entries or a per-node perfect hash would cut it."
+			why += " The cost grows with the token count (a 4 KiB `docker run` here has over 200 tokens): the argv reader splits every byte (BenchmarkBPFClassify's read-ns/op) and the interpreter does a hash-map lookup with a 36-byte key per token and per shorthand letter, and pattern matches byte by byte for values it inspects; the p99 also carries this machine's load. What would close it: matching tokens while splitting instead of a separate split pass, a per-node array index instead of the hash-map lookup for flags, and skipping the lookup of a flag's value token."
 		}
 		p("| classification ≤ 3 µs p99, argv ≤ 4 KiB | %s ns p99 (%.2f%% of an exec) | %s | %s |\n", num(worst), 100*worst/execBase, yes(worst <= 3000), why)
 	}
@@ -268,11 +283,12 @@ func render(r *results) string {
 	}
 	if v["daemon-storm-rss"] != nil {
 		peak := math.Max(slicesMax(v["daemon-storm-rss"]["group"]), slicesMax(v["daemon-storm-rss"]["setgid"]))
-		why := "Peak over all rounds and both modes, during the exec storm."
+		idle := math.Max(median(v["daemon-idle-rss"]["group"]), median(v["daemon-idle-rss"]["setgid"]))
+		why := fmt.Sprintf("Peak over all rounds and both modes, during the exec storm; idle it is %s MB.", num(idle))
 		if peak > 30 {
-			why += " The event channel (4096 events) and the decoder's buffers grow with the storm; a smaller channel or reusing argv slices would lower it."
+			why += " Most of it is there at idle, before any event: the Go runtime, the compiled policy and what cilium/ebpf keeps after loading (it caches the parsed kernel BTF, several MB of heap). The event history ([events] history, 10000 events with their argv by default) adds to it in a storm; `-history 100` shows how much. Closing it: drop the kernel BTF cache after load (btf.FlushKernelSpec) and return the memory (debug.FreeOSMemory), set a GOMEMLIMIT in the unit, and keep a shorter history."
 		}
-		p("| daemon RSS ≤ 30 MB | %s MiB peak (%.0f%% of the target) | %s | %s |\n", num(peak), 100*peak/30, yes(peak <= 30), why)
+		p("| daemon RSS ≤ 30 MB | %s MB peak (%.0f%% of the target) | %s | %s |\n", num(peak), 100*peak/30, yes(peak <= 30), why)
 	}
 	p("\n")
 	if len(r.notes) > 0 {
