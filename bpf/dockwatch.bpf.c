@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * dockwatch enforcement programs (fallback mode: no BPF LSM).
+ * dockwatch enforcement programs (fallback mode, and lsm mode with lsm.h).
  *
  *   tp_btf/sched_process_fork   carry the "supervised" mark to a child's group leader
  *   tp_btf/sched_process_exec   identify the executable, classify a trusted client's argv,
@@ -9,6 +9,9 @@
  *   tracepoint/syscalls/sys_{enter,exit}_connect
  *                               post-connect check of the peer socket's inode (group access),
  *                               and the path check on kernels without connect_unix
+ *
+ * lsm mode (BPF LSM active) replaces the three connect programs with lsm/unix_stream_connect
+ * and adds lsm/ptrace_access_check (lsm.h).
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -241,6 +244,8 @@ discard:
 
 /* Setgid access: untrusted execs by holders of a socket's group (uses events, event_fill). */
 #include "setgid.h"
+/* LSM mode (connect gate, ptrace) and the loader-variable check of a client's environment. */
+#include "lsm.h"
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
@@ -289,12 +294,19 @@ int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm
 		flags |= EVENT_F_ARGV_TRUNCATED;
 	} else {
 		struct mm_struct *mm = BPF_CORE_READ(task, mm);
+		/* Before argv: the scan uses the argv buffer. */
+		int tampered = env_tampered(s, task);
 
 		argv_read_user(s, BPF_CORE_READ(mm, arg_start), BPF_CORE_READ(mm, arg_end));
 		classify(s, bin, &res);
 		verdict = res.verdict;
 		if (s->argv.truncated || s->argv.fault)
 			flags |= EVENT_F_ARGV_TRUNCATED;
+		if (tampered) {
+			/* LD_PRELOAD and friends run foreign code inside the vetted client. */
+			verdict = VERDICT_BLOCK;
+			flags |= EVENT_F_TAMPERED_ENV;
+		}
 	}
 	st->verdict = verdict;
 	st->bin = bin;

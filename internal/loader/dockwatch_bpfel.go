@@ -239,6 +239,8 @@ const (
 	dockwatchProgDwExec         = "dw_exec"
 	dockwatchProgDwExitConnect  = "dw_exit_connect"
 	dockwatchProgDwFork         = "dw_fork"
+	dockwatchProgDwLsmConnect   = "dw_lsm_connect"
+	dockwatchProgDwLsmPtrace    = "dw_lsm_ptrace"
 	dockwatchVarDwCfg           = "dw_cfg"
 	dockwatchVarUnusedEvent     = "unused_event"
 )
@@ -290,6 +292,8 @@ type dockwatchProgramSpecs struct {
 	DwExec         *ebpf.ProgramSpec `ebpf:"dw_exec"`
 	DwExitConnect  *ebpf.ProgramSpec `ebpf:"dw_exit_connect"`
 	DwFork         *ebpf.ProgramSpec `ebpf:"dw_fork"`
+	DwLsmConnect   *ebpf.ProgramSpec `ebpf:"dw_lsm_connect"`
+	DwLsmPtrace    *ebpf.ProgramSpec `ebpf:"dw_lsm_ptrace"`
 }
 
 // dockwatchMapSpecs contains maps before they are loaded into the kernel.
@@ -404,6 +408,8 @@ type dockwatchPrograms struct {
 	DwExec         *ebpf.Program `ebpf:"dw_exec"`
 	DwExitConnect  *ebpf.Program `ebpf:"dw_exit_connect"`
 	DwFork         *ebpf.Program `ebpf:"dw_fork"`
+	DwLsmConnect   *ebpf.Program `ebpf:"dw_lsm_connect"`
+	DwLsmPtrace    *ebpf.Program `ebpf:"dw_lsm_ptrace"`
 }
 
 func (p *dockwatchPrograms) Close() error {
@@ -413,6 +419,8 @@ func (p *dockwatchPrograms) Close() error {
 		p.DwExec,
 		p.DwExitConnect,
 		p.DwFork,
+		p.DwLsmConnect,
+		p.DwLsmPtrace,
 	)
 }
 

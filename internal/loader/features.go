@@ -21,7 +21,8 @@ type Features struct {
 	TpBTF              bool // tp_btf programs on sched_process_exec load
 	ConnectUnix        bool // cgroup/connect_unix (kernel 6.7+)
 	SyscallTracepoints bool // syscalls/sys_{enter,exit}_connect exist in tracefs
-	LSM                bool // the bpf LSM is active (lsm mode is not implemented by this loader)
+	LSMActive          bool // bpf is in /sys/kernel/security/lsm (lsm.go)
+	LSM                bool // the BPF LSM is usable: active, and an LSM program loads (lockdown may refuse it)
 	Notes              []string
 }
 
@@ -69,12 +70,11 @@ func ProbeFeatures() Features {
 	} else {
 		f.SyscallTracepoints = true
 	}
-	if data, err := os.ReadFile("/sys/kernel/security/lsm"); err == nil {
-		for _, l := range strings.Split(strings.TrimSpace(string(data)), ",") {
-			if l == "bpf" {
-				f.LSM = true
-			}
-		}
+	if ok, why := bpfLSMActive(); ok {
+		f.LSMActive = true
+		f.LSM = probeLSMProgram(&f)
+	} else {
+		note("%s", why)
 	}
 	return f
 }
@@ -105,15 +105,19 @@ func (g Gate) String() string {
 		return "cgroup/connect_unix"
 	case GateEnterConnect:
 		return "tracepoint/syscalls/sys_enter_connect"
+	case GateLSM:
+		return "lsm/unix_stream_connect"
 	}
 	return "none"
 }
 
 // Plan is which programs a kernel with the given features gets, in attach order.
 type Plan struct {
-	Gate      Gate
-	PostCheck bool     // sys_enter/sys_exit_connect peer inode check
-	Programs  []string // program names, attach order
+	Mode       string // ModeLSM or ModeTracepoint
+	ModeReason string // why this mode (ModePlans, Load)
+	Gate       Gate
+	PostCheck  bool     // sys_enter/sys_exit_connect peer inode check
+	Programs   []string // program names, attach order
 }
 
 // ErrNotSupported is returned when the kernel cannot enforce.
@@ -123,20 +127,10 @@ var ErrNotSupported = errors.New("kernel cannot enforce")
 // "setgid"). With group access the post-connect check is needed; with setgid the kernel's own
 // permission check on the socket inode keeps untrusted processes off.
 func MakePlan(f Features, access string) (Plan, error) {
-	var missing []string
-	for _, req := range []struct {
-		ok   bool
-		name string
-	}{{f.BTF, "kernel BTF"}, {f.RingBuf, "BPF ring buffer"}, {f.TaskStorage, "BPF task storage"},
-		{f.TpBTF, "tp_btf programs"}} {
-		if !req.ok {
-			missing = append(missing, req.name)
-		}
+	if err := checkExecHook(f); err != nil {
+		return Plan{}, err
 	}
-	if len(missing) > 0 {
-		return Plan{}, fmt.Errorf("%w: missing %s", ErrNotSupported, strings.Join(missing, ", "))
-	}
-	p := Plan{Programs: []string{"dw_fork", "dw_exec"}}
+	p := Plan{Mode: ModeTracepoint, Programs: []string{"dw_fork", "dw_exec"}}
 	switch access {
 	case "group":
 		p.PostCheck = true
@@ -163,4 +157,22 @@ func MakePlan(f Features, access string) (Plan, error) {
 		p.Programs = append(p.Programs, "dw_exit_connect")
 	}
 	return p, nil
+}
+
+// checkExecHook says what the kernel lacks for the exec hook, which every mode needs.
+func checkExecHook(f Features) error {
+	var missing []string
+	for _, req := range []struct {
+		ok   bool
+		name string
+	}{{f.BTF, "kernel BTF"}, {f.RingBuf, "BPF ring buffer"}, {f.TaskStorage, "BPF task storage"},
+		{f.TpBTF, "tp_btf programs"}} {
+		if !req.ok {
+			missing = append(missing, req.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: missing %s", ErrNotSupported, strings.Join(missing, ", "))
+	}
+	return nil
 }

@@ -38,6 +38,9 @@ type Options struct {
 	// exists: the older kernels' variant, for tests.
 	ForceEnterGate bool
 
+	// Mode is the enforcement mode: "auto" (or ""), "lsm" or "tracepoint" (lsm.go).
+	Mode string
+
 	CgroupPath string // where to attach the connect gate; "" finds the cgroup v2 root
 	RuntimeDir string // where a missing cgroup2 gets mounted
 
@@ -80,11 +83,10 @@ func Load(opts Options) (*Enforcer, error) {
 	if opts.ForceEnterGate {
 		f.ConnectUnix = false
 	}
-	plan, err := MakePlan(f, opts.Access)
+	plans, err := ModePlans(f, opts.Access, opts.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("load: %w (%s)", err, strings.Join(e.Features.Notes, "; "))
 	}
-	e.Plan = plan
 	if e.Clients, err = ResolveClients(opts.Clients, opts.PluginDirs, opts.Plugins); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
@@ -95,18 +97,38 @@ func Load(opts Options) (*Enforcer, error) {
 	if e.Setgid, err = CheckSetgid(opts, e.Clients); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	if opts.Access == "group" && !e.Features.LSM {
-		e.Warnings = append(e.Warnings, GroupFallbackWarning)
-	}
 	for _, s := range socks {
 		if s.missing != nil {
 			e.Warnings = append(e.Warnings, fmt.Sprintf("socket %s: %v: only its path is protected until reload", s.path, s.missing))
 		}
 	}
+	// Auto mode with the BPF LSM: lsm mode first; if its programs do not load or attach,
+	// the fallback, saying why.
+	for i, plan := range plans {
+		e.Plan = plan
+		err = e.loadPlan(opts, socks)
+		if err == nil {
+			break
+		}
+		if i+1 == len(plans) {
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		why, _, _ := strings.Cut(err.Error(), "\n") // not the verifier log
+		plans[i+1].ModeReason = fmt.Sprintf("the BPF LSM is active, but lsm mode failed (%s): tracepoint/cgroup fallback", why)
+	}
+	if opts.Access == "group" && e.Plan.Mode != ModeLSM {
+		e.Warnings = append(e.Warnings, GroupFallbackWarning)
+	}
+	return e, nil
+}
+
+// loadPlan loads and attaches the programs of e.Plan. On error nothing of it stays loaded.
+func (e *Enforcer) loadPlan(opts Options, socks []protectedSocket) error {
+	plan := e.Plan
 
 	spec, err := loadDockwatch()
 	if err != nil {
-		return nil, fmt.Errorf("load: bpf spec: %w", err)
+		return fmt.Errorf("bpf spec: %w", err)
 	}
 	cfg := dockwatchDwConfig{
 		FollowChildren: b2u8(opts.FollowChildren),
@@ -116,7 +138,7 @@ func Load(opts Options) (*Enforcer, error) {
 		PostCheck:      b2u8(plan.PostCheck),
 	}
 	if err := spec.Variables["dw_cfg"].Set(cfg); err != nil {
-		return nil, fmt.Errorf("load: set config: %w", err)
+		return fmt.Errorf("set config: %w", err)
 	}
 	// Programs the plan does not use are not loaded at all: an older kernel would refuse
 	// cgroup/connect_unix.
@@ -128,28 +150,28 @@ func Load(opts Options) (*Enforcer, error) {
 	if opts.PinDir != "" {
 		if err := e.loadPinned(opts, spec, cfg, socks); err != nil {
 			e.Close()
-			return nil, fmt.Errorf("load: %w", err)
+			return err
 		}
-		return e, nil
+		return nil
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load: bpf objects: %w\n%+v", err, ve)
+			return fmt.Errorf("bpf objects: %w\n%+v", err, ve)
 		}
-		return nil, fmt.Errorf("load: bpf objects: %w", err)
+		return fmt.Errorf("bpf objects: %w", err)
 	}
 	e.coll = coll
 	if err := e.fill(opts, socks); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("load: %w", err)
+		return err
 	}
 	if err := e.attach(opts); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("load: %w", err)
+		return err
 	}
-	return e, nil
+	return nil
 }
 
 func b2u8(b bool) uint8 {
@@ -233,6 +255,8 @@ func (e *Enforcer) attachProgram(opts Options, name string) (link.Link, string, 
 		}
 		l, err = link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCgroupUnixConnect, Program: prog})
 		what = "cgroup/connect_unix on " + cg
+	case "dw_lsm_connect", "dw_lsm_ptrace":
+		l, what, err = attachLSM(prog, name)
 	case "dw_enter_connect", "dw_exit_connect":
 		tp := strings.Replace(name, "dw_", "sys_", 1)
 		if _, err := tracefsDir(); err != nil {
