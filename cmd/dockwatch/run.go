@@ -26,6 +26,7 @@ import (
 	"github.com/dockwatch/dockwatch/internal/config"
 	"github.com/dockwatch/dockwatch/internal/events"
 	"github.com/dockwatch/dockwatch/internal/loader"
+	"github.com/dockwatch/dockwatch/internal/sandbox"
 )
 
 func init() {
@@ -33,6 +34,7 @@ func init() {
 }
 
 const runUsage = `Usage: dockwatch run --config FILE [--ready-file PATH] [--pin-dir DIR] [--unload-on-exit]
+                     [--no-self-seccomp]
 
 Loads and attaches the enforcement programs (fallback mode: tp_btf exec hook, cgroup
 connect_unix gate and, with access = "group", the post-connect check) and pins them under the
@@ -54,6 +56,11 @@ DOCKWATCH_* fields when it runs (else block events are logged on stderr), to the
 secret in alerts.webhook_secret_file, header X-Dockwatch-Signature: sha256=HEX) and to the
 Prometheus endpoint metrics.listen (/metrics).
 
+Once everything is loaded, attached and listening, the daemon puts a seccomp allowlist on
+itself (all threads, no_new_privs; 'dockwatch sandbox --profile daemon --print' lists it): what a
+running daemon, a reload and the exit need stays allowed, anything else (exec, mount, ptrace,
+kill, setuid, module loading, ...) fails with EPERM. --no-self-seccomp skips it, for debugging.
+
 Under systemd (Type=notify) READY=1 is sent once every program is attached, WATCHDOG=1 while
 the main loop runs, RELOADING=1 around a reload and STOPPING=1 at exit. The ready file is
 written at the same moment as READY=1. Exit status: 0 after a signal, 1 if enforcement
@@ -68,6 +75,7 @@ const runtimeDir = "/run/dockwatch"
 type runFlags struct {
 	configPath, readyFile, pinDir string
 	unloadOnExit                  bool
+	noSelfSeccomp                 bool
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -78,6 +86,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&rf.readyFile, "ready-file", "", "write `PATH` once enforcement is on")
 	fs.StringVar(&rf.pinDir, "pin-dir", loader.DefaultPinDir, "pin links and maps under `DIR` (on bpffs)")
 	fs.BoolVar(&rf.unloadOnExit, "unload-on-exit", false, "remove the pins and detach at exit (tests)")
+	fs.BoolVar(&rf.noSelfSeccomp, "no-self-seccomp", false, "do not put the daemon's seccomp allowlist on itself (debugging)")
 	printUsage := func(w io.Writer) {
 		fmt.Fprint(w, runUsage)
 		fs.SetOutput(w)
@@ -437,6 +446,14 @@ func (d *runDaemon) run(ctx context.Context, opts loader.Options) int {
 		d.log.Error("event reader", "err", err)
 		return 1
 	}
+	// Everything that needs more than the allowlist (mounts, listeners, the first load and
+	// attach, chown of the event socket) is done now.
+	selfSeccomp, err := d.applySelfSeccomp()
+	if err != nil {
+		fmt.Fprintf(d.stderr, "dockwatch run: %v (--no-self-seccomp runs without it)\n", err)
+		rd.stop()
+		return 1
+	}
 	pins := e.Pins()
 	how := "loaded"
 	switch {
@@ -445,8 +462,8 @@ func (d *runDaemon) run(ctx context.Context, opts loader.Options) int {
 	case len(pins.Replaced)+len(pins.Updated) > 0:
 		how = fmt.Sprintf("replaced the pinned programs (new %v, updated in place %v)", pins.Replaced, pins.Updated)
 	}
-	d.dispatch(d.proc.Daemon(fmt.Sprintf("enforcing (mode tracepoint, gate %s, post-connect check %v, bpf lsm active %v; %s, pins %s): %s",
-		e.Plan.Gate, e.Plan.PostCheck, e.Features.LSM, how, pins.Dir, strings.Join(e.Attached(), ", "))))
+	d.dispatch(d.proc.Daemon(fmt.Sprintf("enforcing (mode tracepoint, gate %s, post-connect check %v, bpf lsm active %v; %s, pins %s; self seccomp %s): %s",
+		e.Plan.Gate, e.Plan.PostCheck, e.Features.LSM, how, pins.Dir, selfSeccomp, strings.Join(e.Attached(), ", "))))
 
 	if d.flags.readyFile != "" {
 		if err := os.WriteFile(d.flags.readyFile, []byte(strings.Join(e.Attached(), "\n")+"\n"), 0o644); err != nil {
@@ -496,6 +513,25 @@ func (d *runDaemon) run(ctx context.Context, opts loader.Options) int {
 			d.dispatch(ev)
 		}
 	}
+}
+
+// applySelfSeccomp installs sandbox.DaemonProfile on every thread of the daemon unless
+// --no-self-seccomp says otherwise, and returns what the startup event reports. An architecture
+// without a syscall table only gets a warning: enforcement matters more than the hardening.
+func (d *runDaemon) applySelfSeccomp() (string, error) {
+	if d.flags.noSelfSeccomp {
+		d.log.Warn("self seccomp filter off (--no-self-seccomp)")
+		return "off", nil
+	}
+	err := sandbox.ApplyDaemon()
+	if errors.Is(err, sandbox.ErrUnsupportedArch) {
+		d.log.Warn("self seccomp filter not installed", "err", err)
+		return "unsupported", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("self seccomp filter: %w", err)
+	}
+	return "on", nil
 }
 
 // reload applies the config file again. It returns the new reader, or nil when the reload was

@@ -92,92 +92,111 @@ func Agent() Profile {
 	}
 }
 
-// DaemonProfile is the allowlist the dockwatch daemon installs on itself once its BPF programs are
-// attached, its sockets are listening and its privileges are dropped. Whatever is not listed fails
-// with EPERM. The daemon never execs, mounts, traces or changes identity after setup.
+// fstatat has a different name in each syscall table: newfstatat on x86_64, fstatat on arm64 (Go's
+// os.Stat calls it on both). The daemon allowlist names both; Assemble skips the one the running
+// architecture does not have.
+func init() {
+	optionalSyscalls["newfstatat"] = true
+	optionalSyscalls["fstatat"] = true
+}
+
+// DaemonProfile is the allowlist `dockwatch run` installs on itself once its BPF programs are
+// loaded and attached and its event socket and metrics listener are open. Whatever is not listed
+// fails with EPERM; exec, tracing, module and kernel loading kill the daemon outright (the pinned
+// programs keep enforcing, and a compromised daemon gets no second try).
+//
+// The list is what the daemon was seen to call after setup (strace -f on every filtered daemon
+// of test/daemon, test/e2e and test/setgid, and a trial with SECCOMP_RET_LOG as the default
+// action), plus the calls of paths those tests do not reach (journald, sd_notify, a divergence
+// kill, DNS for the webhook, tracepoint attach on kernels without perf links), each group with
+// its reason. It covers a pure Go build (CGO_ENABLED=0, as package.nix and the tests build) and
+// the thread start of a cgo build. Setup itself (mounting bpffs, tracefs and cgroup2, binding
+// and chowning the event socket, locking the pin dir) happens before the filter and is not
+// allowed afterwards: a reload that finds a mount missing fails, and the old policy stays.
 func DaemonProfile() Profile {
 	return Profile{
 		Name: "daemon",
 		Description: "allowlist for the dockwatch daemon after setup: Go runtime, files, " +
-			"sockets, bpf maps and ring buffers, pidfd signals; everything else EPERM",
+			"sockets, bpf and tracepoint attach for reloads, pidfd signals; exec, tracing and " +
+			"kernel loading kill it; everything else EPERM",
 		NoNewPrivs:  true,
 		ForeignArch: actKill,
 		Default:     actEPERM,
 		Rules: []Rule{
+			{
+				Why: "never legitimate after setup, and the first thing an attacker who owns the " +
+					"daemon tries: running a program, tracing or steering another process, " +
+					"loading kernel code",
+				Action: actKill,
+				Syscalls: []string{"execve", "execveat", "ptrace", "process_vm_writev",
+					"init_module", "finit_module", "kexec_load", "kexec_file_load"},
+			},
 			{
 				Why:      "glibc (cgo builds) tries clone3 for threads and falls back to clone on ENOSYS",
 				Action:   actENOSYS,
 				Syscalls: []string{"clone3"},
 			},
 			{
-				Why:    "Go runtime: memory, threads, scheduling, signals, time, randomness",
+				Why: "Go runtime: memory (mprotect, mremap and brk only for a cgo build's libc), " +
+					"thread start and exit, futexes, preemption signals (tgkill), scheduling, " +
+					"time, randomness; uname for cilium/ebpf's kernel version",
 				Action: actAllow,
 				Syscalls: []string{
 					"brk", "mmap", "munmap", "mprotect", "madvise", "mremap",
-					"futex", "set_robust_list", "set_tid_address", "rseq",
-					"sched_yield", "sched_getaffinity", "gettid", "getpid", "getppid", "tgkill",
+					"futex", "set_robust_list", "rseq", "gettid", "getpid", "tgkill",
+					"sched_yield", "sched_getaffinity", "exit", "exit_group",
 					"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
-					"nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday",
-					"timer_create", "timer_settime", "timer_delete", "setitimer",
-					"getrandom", "uname", "restart_syscall",
+					"restart_syscall", "nanosleep", "clock_nanosleep", "clock_gettime",
+					"getrandom", "uname",
 				},
 			},
 			{
-				Why:    "Go netpoller and pipes",
-				Action: actAllow,
-				Syscalls: []string{
-					"epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "eventfd2",
-					"pipe2", "ppoll", "pselect6",
-				},
-			},
-			{
-				Why: "files: config reload, /proc/PID reads, bpffs pins, tracefs ids, the event " +
-					"history, journald's large-entry memfd fallback",
-				Action: actAllow,
-				Syscalls: []string{
-					"openat", "read", "write", "readv", "writev", "pread64", "pwrite64", "close",
-					"close_range", "lseek", "fstat", "newfstatat", "statx", "fstatfs", "statfs",
-					"getdents64", "readlinkat", "faccessat", "faccessat2", "fcntl", "ioctl",
-					"dup", "dup3", "fsync", "fdatasync", "ftruncate", "flock", "mkdirat",
-					"unlinkat", "renameat", "renameat2", "fchmod", "fchmodat", "fchown",
-					"fchownat", "umask", "getcwd", "sendfile", "splice", "copy_file_range",
-					"memfd_create",
-				},
-			},
-			{
-				Why:    "identity and limits (read only, plus the memlock rlimit for old kernels)",
-				Action: actAllow,
-				Syscalls: []string{
-					"getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid",
-					"getresgid", "capget", "prlimit64", "getrusage", "sysinfo",
-				},
-			},
-			{
-				Why: "sockets: the event stream and metrics servers, sd_notify and journald " +
-					"(unix datagrams with SCM_RIGHTS), webhook HTTP clients",
-				Action: actAllow,
-				Syscalls: []string{
-					"socket", "socketpair", "bind", "listen", "accept", "accept4", "connect",
-					"getsockname", "getpeername", "setsockopt", "getsockopt", "sendto",
-					"recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown",
-				},
-			},
-			{
-				Why: "BPF: map updates on reload, ring buffer reads (mmap + epoll), program " +
-					"reloads and tracepoint attach (perf_event_open + ioctl)",
+				Why:      "Go netpoller (eventfd wakeups; pipe2 on kernels whose eventfd2 fails)",
 				Action:   actAllow,
-				Syscalls: []string{"bpf", "perf_event_open"},
+				Syscalls: []string{"epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "eventfd2", "pipe2"},
 			},
 			{
-				Why: "killing a blocked process without hitting a recycled pid, and Go's pidfd " +
-					"probe (waitid P_PIDFD)",
-				Action:   actAllow,
-				Syscalls: []string{"pidfd_open", "pidfd_send_signal", "waitid"},
+				Why: "files: the config and client binaries at reload, /proc/PID for events, " +
+					"pins under bpffs (new pins are written next to the old ones and renamed " +
+					"over them; unload removes them), tracefs ids, the ready file, the " +
+					"event socket removed at exit, journald's large entries in /dev/shm",
+				Action: actAllow,
+				Syscalls: []string{
+					"openat", "read", "write", "writev", "pread64", "close", "lseek", "fcntl",
+					"fstat", "newfstatat", "fstatat", "statfs", "fstatfs", "getdents64", "readlinkat",
+					"getcwd", "mkdirat", "unlinkat", "renameat", "renameat2", "flock",
+				},
 			},
 			{
-				Why:      "exit",
+				Why:      "identity, read only (no set*id: the daemon never changes who it is)",
 				Action:   actAllow,
-				Syscalls: []string{"exit", "exit_group"},
+				Syscalls: []string{"getuid", "geteuid", "getgid", "getegid"},
+			},
+			{
+				Why: "sockets: accepting event stream clients and metrics scrapes on the " +
+					"listeners opened before the filter; webhook HTTP and DNS; sd_notify and " +
+					"journald (unix datagrams, journald binds an autobind address and passes " +
+					"large entries with SCM_RIGHTS). No listen: new listeners need a restart",
+				Action: actAllow,
+				Syscalls: []string{
+					"socket", "bind", "connect", "accept4", "shutdown", "getsockname",
+					"getpeername", "setsockopt", "getsockopt", "sendto", "recvfrom", "sendmsg",
+					"recvmsg",
+				},
+			},
+			{
+				Why: "reloads: map updates and the table generation swap, new programs and " +
+					"links (bpf), tracepoint attach (perf_event_open, plus ioctl " +
+					"PERF_EVENT_IOC_SET_BPF where the kernel has no perf links), ring buffer " +
+					"reads, and the wait for running classifications after a swap " +
+					"(membarrier MEMBARRIER_CMD_GLOBAL is an RCU grace period)",
+				Action:   actAllow,
+				Syscalls: []string{"bpf", "perf_event_open", "ioctl", "membarrier"},
+			},
+			{
+				Why:      "killing a divergent process through a pidfd, so a recycled pid is never hit",
+				Action:   actAllow,
+				Syscalls: []string{"pidfd_open", "pidfd_send_signal"},
 			},
 			{
 				Why: "threads (clone without CLONE_NEWUSER; with it, the default EPERM applies: " +
