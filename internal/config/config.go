@@ -54,6 +54,11 @@ type Config struct {
 	Metrics struct {
 		Listen string `toml:"listen"` // host:port of the Prometheus endpoint, "" disables it
 	} `toml:"metrics"`
+	Kernel struct {
+		// Mode is the enforcement mode: auto (lsm when the BPF LSM works, else the
+		// tracepoint/cgroup fallback), lsm (refuse to start without it) or tracepoint.
+		Mode string `toml:"mode"`
+	} `toml:"kernel"`
 }
 
 // Duration is a time.Duration written in TOML as a Go duration string ("5m", "30s").
@@ -82,6 +87,7 @@ var (
 	unknownValues   = []string{"block", "audit"}
 	undecidedValues = []string{"block", "allow"}
 	pluginValues    = []string{"compose", "buildx"}
+	kernelModes     = []string{"auto", "lsm", "tracepoint"}
 )
 
 // Default returns the configuration used for every key the file does not set (DESIGN.md §4).
@@ -106,6 +112,7 @@ func Default() *Config {
 	c.Events.History = 10000
 	c.Alerts.DedupWindow = Duration(5 * time.Minute)
 	c.Metrics.Listen = "127.0.0.1:9477"
+	c.Kernel.Mode = "auto"
 	return c
 }
 

@@ -43,6 +43,7 @@ func TestDefault(t *testing.T) {
 	want("alerts.webhook_secret_file", c.Alerts.WebhookSecretFile, "")
 	want("alerts.dedup_window", c.Alerts.DedupWindow, Duration(5*time.Minute))
 	want("metrics.listen", c.Metrics.Listen, "127.0.0.1:9477")
+	want("kernel.mode", c.Kernel.Mode, "auto")
 
 	// The default config's classifier policy is the embedded default policy.
 	if got, want := c.ClassifierPolicy(), policy.DefaultPolicy(); !reflect.DeepEqual(got, want) {
@@ -56,7 +57,7 @@ func TestDefault(t *testing.T) {
 }
 
 func TestParseEmptyIsDefault(t *testing.T) {
-	for _, src := range []string{"", "# nothing\n", "[supervise]\n[docker]\n[policy]\n[events]\n[alerts]\n[metrics]\n"} {
+	for _, src := range []string{"", "# nothing\n", "[supervise]\n[docker]\n[policy]\n[events]\n[alerts]\n[metrics]\n[kernel]\n"} {
 		c, err := Parse([]byte(src), "config.toml")
 		if err != nil {
 			t.Fatalf("Parse(%q): %v", src, err)
@@ -101,6 +102,9 @@ dedup_window = "90s"
 
 [metrics]
 listen = "[::1]:9100"
+
+[kernel]
+mode = "lsm"
 `
 	c, err := Parse([]byte(src), "full.toml")
 	if err != nil {
@@ -128,6 +132,7 @@ listen = "[::1]:9100"
 	want.Alerts.WebhookSecretFile = "/etc/dockwatch/webhook.secret"
 	want.Alerts.DedupWindow = Duration(90 * time.Second)
 	want.Metrics.Listen = "[::1]:9100"
+	want.Kernel.Mode = "lsm"
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse:\n got %+v\nwant %+v", c, want)
 	}
@@ -171,7 +176,7 @@ func TestParseErrors(t *testing.T) {
 		{"unterminated string", "[policy]\n\nmode = \"enforce\n", `config.toml:3: syntax error: `},
 		{"duplicate key", "[policy]\nmode = \"audit\"\nmode = \"audit\"\n", `config.toml:3: syntax error: `},
 		{"unknown section", "[supervise]\nusers = [\"a\"]\n[polcy]\nmode = \"audit\"\n",
-			`config.toml:3: polcy: unknown section [polcy] (known: supervise, docker, policy, events, alerts, metrics)`},
+			`config.toml:3: polcy: unknown section [polcy] (known: supervise, docker, policy, events, alerts, metrics, kernel)`},
 		{"unknown top-level key", "\nfoo = 1\n", `config.toml:2: foo: unknown section [foo]`},
 		{"unknown dotted section", "\n\na.b.c = 1\n", `config.toml:3: a: unknown section [a]`},
 		{"unknown dotted key", "[supervise]\nusers = [\"a\"]\n\ndocker.x.y = 1\n", `config.toml:4: supervise.docker.x.y: unknown key`},
@@ -218,6 +223,8 @@ func TestParseErrors(t *testing.T) {
 		{"escape", "# comment\n\n\n\n\n[policy]\nescape = \"maybe\"\n", `config.toml:7: policy.escape: must be one of block, audit, off, got "maybe"`},
 		{"escape bool", "[policy]\nescape = false\n", `config.toml:2: policy.escape: must be a string, got a boolean`},
 		{"unknown off", "[policy]\nunknown = \"off\"\n", `config.toml:2: policy.unknown: must be one of block, audit, got "off"`},
+		{"kernel mode", "[metrics]\n[kernel]\nmode = \"kprobe\"\n", `config.toml:3: kernel.mode: must be one of auto, lsm, tracepoint, got "kprobe"`},
+		{"kernel key", "[kernel]\nlsm = true\n", `config.toml:2: kernel.lsm: unknown key (known in [kernel]: mode)`},
 		{"undecided", "[policy]\nundecided = \"audit\"\n", `config.toml:2: policy.undecided: must be one of block, allow, got "audit"`},
 		{"block unknown op", "[policy]\nmode = \"enforce\"\nblock = [\"exec\", \"teleport\"]\n", `config.toml:3: policy.block: `},
 		{"block empty entry", "[policy]\nblock = [\"\"]\n", `config.toml:2: policy.block: entry 1: empty entry`},
@@ -283,7 +290,7 @@ func TestParseErrors(t *testing.T) {
 func TestParseEnums(t *testing.T) {
 	for key, values := range map[string][]string{
 		"docker.access": accessValues, "policy.mode": modeValues, "policy.escape": escapeValues,
-		"policy.unknown": unknownValues, "policy.undecided": undecidedValues,
+		"policy.unknown": unknownValues, "policy.undecided": undecidedValues, "kernel.mode": kernelModes,
 	} {
 		for _, v := range values {
 			src := key + " = \"" + v + "\"\n"

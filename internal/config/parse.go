@@ -180,6 +180,11 @@ var sections = []struct {
 			return nil
 		}},
 	}},
+	{"kernel", []field{
+		{"mode", kindString, func(c *Config, v any) error {
+			return setEnum(&c.Kernel.Mode, v, kernelModes)
+		}},
+	}},
 }
 
 func lookupField(section, key string) (*field, bool) {
