@@ -75,6 +75,7 @@ func TestDaemon(t *testing.T) {
 	t.Run("restart-reload", e.testRestartReload)
 	t.Run("flood", e.testFlood)
 	t.Run("socket-group", e.testSocketGroup)
+	t.Run("self-seccomp", e.testSelfSeccomp)
 }
 
 func goBuild(t *testing.T, pkg, out string) {
@@ -179,7 +180,7 @@ func (e *env) pinDir(t *testing.T) string {
 
 // start runs the daemon and waits for its ready file. stdout goes to a file: nobody reading it
 // must not matter.
-func (e *env) start(t *testing.T, cfg, pins string) *daemon {
+func (e *env) start(t *testing.T, cfg, pins string, extraArgs ...string) *daemon {
 	t.Helper()
 	ready := filepath.Join(e.dir, "ready")
 	os.Remove(ready)
@@ -189,7 +190,7 @@ func (e *env) start(t *testing.T, cfg, pins string) *daemon {
 	}
 	defer out.Close()
 	d := &daemon{done: make(chan struct{}), stderr: &lockedBuffer{}}
-	d.cmd = exec.Command(e.bin, "run", "--config", cfg, "--ready-file", ready, "--pin-dir", pins)
+	d.cmd = exec.Command(e.bin, append([]string{"run", "--config", cfg, "--ready-file", ready, "--pin-dir", pins}, extraArgs...)...)
 	d.cmd.Stdout, d.cmd.Stderr = out, d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start dockwatch: %v", err)
