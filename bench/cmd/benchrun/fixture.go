@@ -298,6 +298,10 @@ func (f *fixture) close() {
 		}
 	}
 	if f.dir != "" {
+		// dockwatch unload leaves the pin dir's empty directories behind.
+		if err := os.RemoveAll(pinDir(f.dir)); err != nil {
+			fmt.Fprintf(os.Stderr, "benchrun: %v\n", err)
+		}
 		os.RemoveAll(f.dir)
 	}
 }

@@ -54,7 +54,7 @@ func probeMachine(dockerPath, dockwatch string) machine {
 	if out, err := exec.Command("perf", "stat", "-x,", "-e", "instructions", "true").CombinedOutput(); err != nil {
 		m.perf = "perf stat not usable: " + firstLine(out)
 	} else if strings.Contains(string(out), "not supported") || strings.Contains(string(out), "not counted") {
-		m.perf = "`perf stat -e instructions true`: <not supported> (no hardware counters), so the figures are wall-clock times"
+		m.perf = "`perf stat -e instructions true`: <not supported> (no hardware counters), so there are no instruction counts: the figures are wall-clock and CPU times"
 	} else {
 		m.perf = "`perf stat -e instructions` is supported"
 	}

@@ -105,7 +105,7 @@ func render(r *results) string {
 		m.kernel, m.lockdown, m.cpu, m.cpus, m.memory, m.goVersion, m.docker, m.dockwatch, m.commit, m.perf, m.loadBefore, m.loadAfter)
 	p("Enforcement here is fallback (tracepoint) mode: the kernel refuses BPF LSM programs under lockdown=integrity, so the exec hook is `tp_btf/sched_process_exec`, the gate `cgroup/connect_unix`, and group access adds the `sys_enter_connect`/`sys_exit_connect` tracepoints. ")
 	if fp := slices.Concat(v["foreign-progs"]["off"], v["foreign-progs"]["group"], v["foreign-progs"]["setgid"]); len(fp) > 0 {
-		p("Other dockwatch programs (test runs of other sessions on this shared machine) were attached during %d of the measured states (up to %.0f `dw_exec` programs), so the baseline too sometimes paid for exec hooks; ", len(fp), slices.Max(fp))
+		p("Other dockwatch programs (test runs of other sessions on this shared machine) were attached during %d of the measured states (up to %.0f `dw_exec` programs), so the baseline too sometimes paid for exec hooks. ", len(fp), slices.Max(fp))
 	}
 	p("The machine was shared and loaded (load average above), so wall-clock figures carry noise; the spread column shows how much the baseline moved between rounds, and a difference smaller than it is not a measured cost.\n\n")
 
@@ -271,7 +271,7 @@ func render(r *results) string {
 			ok := lossless && rate >= 10000
 			why := ""
 			if lossless {
-				why = "Every produced exec event was received, no drops."
+				why = "Every produced exec event was received (received can exceed produced by the odd exec of the loop's last round), no drops."
 			} else {
 				why = fmt.Sprintf("%s of %s events received, %s dropped.", num(recv), num(prod), num(drops))
 			}
@@ -286,7 +286,7 @@ func render(r *results) string {
 		idle := math.Max(median(v["daemon-idle-rss"]["group"]), median(v["daemon-idle-rss"]["setgid"]))
 		why := fmt.Sprintf("Peak over all rounds and both modes, during the exec storm; idle it is %s MB.", num(idle))
 		if peak > 30 {
-			why += " Most of it is there at idle, before any event: the Go runtime, the compiled policy and what cilium/ebpf keeps after loading (it caches the parsed kernel BTF, several MB of heap). The event history ([events] history, 10000 events with their argv by default) adds to it in a storm; `-history 100` shows how much. Closing it: drop the kernel BTF cache after load (btf.FlushKernelSpec) and return the memory (debug.FreeOSMemory), set a GOMEMLIMIT in the unit, and keep a shorter history."
+			why += " Most of it is there at idle, before any event: the Go runtime, the compiled policy and what cilium/ebpf keeps after loading (it caches the parsed kernel BTF, several MB of heap). The rest is the event history ([events] history: 10000 events by default, each with its argv, up to 8 KiB in the classification runs above), which fills during the runs; `-history 100` shows its share. Closing it: drop the kernel BTF cache after load (btf.FlushKernelSpec) and return the memory (debug.FreeOSMemory), set a GOMEMLIMIT in the unit, and keep a shorter history."
 		}
 		p("| daemon RSS ≤ 30 MB | %s MB peak (%.0f%% of the target) | %s | %s |\n", num(peak), 100*peak/30, yes(peak <= 30), why)
 	}
