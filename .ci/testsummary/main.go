@@ -99,7 +99,6 @@ func summarize(in io.Reader, out io.Writer) int {
 		fmt.Fprintf(out, "testsummary: read: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(out, "\n%d passed, %d failed, %d skipped, %d packages failed\n", passed, failed, skipped, len(failedPkgs))
 	if len(skips) > 0 {
 		fmt.Fprintf(out, "skipped:\n")
 		for _, s := range skips {
@@ -112,7 +111,14 @@ func summarize(in io.Reader, out io.Writer) int {
 			fmt.Fprintf(out, "  %s\n", s)
 		}
 	}
-	if failed > 0 || len(failedPkgs) > 0 {
+	// The closing line is the plain "N passed, N failed, N skipped" that CI reads; a package that
+	// failed without a failing test (a build error, a panic in TestMain) counts as one failure.
+	failedTotal := failed
+	if failedTotal == 0 {
+		failedTotal = len(failedPkgs)
+	}
+	fmt.Fprintf(out, "\n%d packages failed\n%d passed, %d failed, %d skipped\n", len(failedPkgs), passed, failedTotal, skipped)
+	if failedTotal > 0 {
 		return 1
 	}
 	return 0
