@@ -58,8 +58,9 @@ Prometheus endpoint metrics.listen (/metrics).
 
 Once everything is loaded, attached and listening, the daemon puts a seccomp allowlist on
 itself (all threads, no_new_privs; 'dockwatch sandbox --profile daemon --print' lists it): what a
-running daemon, a reload and the exit need stays allowed, anything else (exec, mount, ptrace,
-kill, setuid, module loading, ...) fails with EPERM. --no-self-seccomp skips it, for debugging.
+running daemon, a reload and the exit need stays allowed; exec, ptrace and kernel module or
+kexec loading kill the daemon (the pinned programs keep enforcing); anything else (mount, kill,
+setuid, listen, chmod, ...) fails with EPERM. --no-self-seccomp skips it, for debugging.
 
 Under systemd (Type=notify) READY=1 is sent once every program is attached, WATCHDOG=1 while
 the main loop runs, RELOADING=1 around a reload and STOPPING=1 at exit. The ready file is
