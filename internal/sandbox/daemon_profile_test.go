@@ -113,7 +113,7 @@ func TestDaemonProfile(t *testing.T) {
 	got := runChild(t, "daemon", "DW_DIR="+dir, "DW_VICTIM="+strconv.Itoa(victim.Process.Pid))
 	t.Logf("child results: %v", got)
 	allowed := []string{"seccomp_all_threads", "files", "goroutines_timers", "random", "unix_stream",
-		"http_tcp", "unixgram_scm_rights", "pidfd_kill"}
+		"http_tcp", "unixgram_scm_rights", "resolver", "pidfd_kill"}
 	if got["bpf_control"] == "OK" {
 		allowed = append(allowed, "bpf_array_map", "bpf_ringbuf_mmap")
 	} else {
@@ -243,6 +243,7 @@ func childDaemon() int {
 	report("unix_stream", checkUnixStream(ls.events))
 	report("http_tcp", checkHTTP(ls.metrics))
 	report("unixgram_scm_rights", checkUnixgram(dir, ls))
+	report("resolver", checkResolver())
 	report("bpf_array_map", checkBPFArray())
 	report("bpf_ringbuf_mmap", checkRingbuf())
 	report("pidfd_kill", checkPidfdKill(victim))
@@ -457,6 +458,44 @@ func checkUnixgram(dir string, ls *daemonListeners) error {
 	unix.Close(fds[0])
 	if string(buf[:n]) != "MESSAGE=hi\n" {
 		return fmt.Errorf("got %q", buf[:n])
+	}
+	return nil
+}
+
+// checkResolver does what Go's resolver does for the webhook's host name: /etc/hosts, then a
+// query over UDP (here to a local socket that answers with the query itself).
+func checkResolver() error {
+	if _, err := net.LookupHost("localhost"); err != nil {
+		return fmt.Errorf("lookup localhost: %w", err)
+	}
+	server, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	defer server.Close()
+	go func() {
+		buf := make([]byte, 512)
+		n, from, err := server.ReadFromUDP(buf)
+		if err == nil {
+			_, _ = server.WriteToUDP(buf[:n], from)
+		}
+	}()
+	c, err := net.Dial("udp", server.LocalAddr().String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("query")); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 16)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if string(buf[:n]) != "query" {
+		return fmt.Errorf("udp answer %q", buf[:n])
 	}
 	return nil
 }
