@@ -24,7 +24,7 @@ CLANG ?= clang-16
 DEB_PACKAGES := clang-16 llvm-16 libbpf-dev bpftool docker.io busybox-static netcat-openbsd \
 	curl python3 qemu-system-x86 nix-bin
 
-.PHONY: go-found build deps test vet fmt-check generate check-generated fuzz bench vm-test clean
+.PHONY: go-found build run deps test vet fmt-check generate check-generated fuzz bench vm-test clean
 
 go-found:
 	@if [ -z "$(GO)" ]; then \
@@ -32,6 +32,18 @@ go-found:
 
 build: go-found
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dockwatch ./cmd/dockwatch
+
+# Runs the daemon here in the foreground with RUN_CONFIG: installs what is missing, builds, and
+# creates the example's supervised user ai-worker and events group when they do not exist.
+# Ctrl-C stops the daemon; its pinned programs keep enforcing until `./bin/dockwatch unload`.
+RUN_CONFIG ?= examples/dockwatch.toml
+run: deps build
+	@if [ "$$(id -u)" != 0 ]; then echo "run: dockwatch run needs root" >&2; exit 1; fi
+	@if [ "$(RUN_CONFIG)" = examples/dockwatch.toml ]; then \
+		id -u ai-worker >/dev/null 2>&1 || { echo "run: creating the supervised user ai-worker"; useradd --create-home ai-worker; }; \
+		getent group dockwatch >/dev/null || { echo "run: creating the events group dockwatch"; groupadd --system dockwatch; }; \
+	fi
+	./bin/dockwatch run --config $(RUN_CONFIG)
 
 # Installs only what is missing; does nothing (and needs no network) when all is present.
 deps:
