@@ -104,14 +104,16 @@ func Load(opts Options) (*Enforcer, error) {
 	}
 	// Auto mode with the BPF LSM: lsm mode first; if its programs do not load or attach,
 	// the fallback, saying why.
+	var failed []error
 	for i, plan := range plans {
 		e.Plan = plan
 		err = e.loadPlan(opts, socks)
 		if err == nil {
 			break
 		}
+		failed = append(failed, fmt.Errorf("mode %s: %w", plan.Mode, err))
 		if i+1 == len(plans) {
-			return nil, fmt.Errorf("load: %w", err)
+			return nil, fmt.Errorf("load: %w", errors.Join(failed...))
 		}
 		why, _, _ := strings.Cut(err.Error(), "\n") // not the verifier log
 		plans[i+1].ModeReason = fmt.Sprintf("the BPF LSM is active, but lsm mode failed (%s): tracepoint/cgroup fallback", why)

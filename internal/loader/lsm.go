@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -70,7 +71,15 @@ func probeLSMProgram(f *Features) bool {
 	if !f.BTF {
 		return false
 	}
-	err := probeProgram(&ebpf.ProgramSpec{Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "unix_stream_connect"})
+	// Return 0: since 6.10 the verifier refuses an LSM program that can return anything but 0
+	// or a negative errno from an int hook.
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "unix_stream_connect", License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err == nil {
+		err = prog.Close()
+	}
 	if err != nil {
 		f.Notes = append(f.Notes, fmt.Sprintf("lsm programs: %v", err))
 		return false

@@ -16,6 +16,9 @@ var suites = []vm.Suite{
 	// corpus row, which takes minutes under TCG; the host runs it.
 	{Name: "policy", Package: "./internal/policy", Args: []string{"-test.short", "-test.skip=^TestGroundTruth$"}},
 	{Name: "lsmprobe", Package: "./test/vm/guest", Timeout: time.Minute},
+	// Kernel enforcement in the VM's mode (lsm, or the 6.1 fallback): blocked docker commands,
+	// bypass attempts against the fake API, attacks on a running client, LD_PRELOAD.
+	{Name: "lsm", Package: "./test/lsm", Timeout: 4 * time.Minute},
 	// {Name: "loader", Package: "./internal/loader", Args: []string{"-test.short"}},
 	// {Name: "e2e-lsm", Package: "./test/e2e", Args: []string{"-test.run=LSM"}, Configs: []string{"6.12-lsm", "6.1-lsm"}},
 }
