@@ -1,6 +1,11 @@
 package policy
 
-import "strings"
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+	"unsafe"
+)
 
 // match reports whether value v of a flag with effect ef triggers the effect (docs/tables.md,
 // MATCH).
@@ -19,9 +24,11 @@ func (t *Tables) match(ef Effect, v string) bool {
 		if strings.Contains(v, `"`) {
 			return true
 		}
-		for _, f := range strings.Split(v, ",") {
-			k, rest, ok := strings.Cut(f, "=")
-			if ok && keyMatch(pats, strings.ToLower(k)) && anyPattern(pats, rest) {
+		for rest, more := v, true; more; {
+			var f string
+			f, rest, more = strings.Cut(rest, ",")
+			k, val, ok := strings.Cut(f, "=")
+			if ok && keyMatch(pats, k) && anyPattern(pats, val) {
 				return true
 			}
 		}
@@ -30,7 +37,9 @@ func (t *Tables) match(ef Effect, v string) bool {
 		if strings.Contains(v, `"`) {
 			return true
 		}
-		for _, f := range strings.Split(v, ",") {
+		for rest, more := v, true; more; {
+			var f string
+			f, rest, more = strings.Cut(rest, ",")
 			if anyPattern(pats, f) {
 				return true
 			}
@@ -43,7 +52,9 @@ func (t *Tables) match(ef Effect, v string) bool {
 	return true // an extractor this interpreter does not know: be conservative
 }
 
-func patString(p *Pattern) string { return string(p.S[:p.Len]) }
+// patString views a pattern's bytes as a string without copying: the tables are not modified
+// while they are in use.
+func patString(p *Pattern) string { return unsafe.String(&p.S[0], int(p.Len)) }
 
 func anyPattern(pats []Pattern, s string) bool {
 	for i := range pats {
@@ -67,13 +78,29 @@ func anyPattern(pats []Pattern, s string) bool {
 	return false
 }
 
+// keyMatch reports whether strings.ToLower(k) is one of the key patterns, as docker lower-cases
+// mount option keys, without building the lower-cased copy.
 func keyMatch(pats []Pattern, k string) bool {
 	for i := range pats {
-		if pats[i].Kind == PatKey && patString(&pats[i]) == k {
+		if pats[i].Kind == PatKey && lowerEquals(k, patString(&pats[i])) {
 			return true
 		}
 	}
 	return false
+}
+
+// lowerEquals is strings.ToLower(s) == want, rune by rune.
+func lowerEquals(s, want string) bool {
+	j := 0
+	for _, r := range s {
+		var buf [utf8.UTFMax]byte
+		n := utf8.EncodeRune(buf[:], unicode.ToLower(r))
+		if j+n > len(want) || want[j:j+n] != string(buf[:n]) {
+			return false
+		}
+		j += n
+	}
+	return j == len(want)
 }
 
 // sensitivePath reports whether bind source s may reach p: s is relative, not canonical, the
@@ -95,5 +122,10 @@ func sensitivePath(s, p string) bool {
 		strings.HasSuffix(s, "/.") || strings.HasSuffix(s, "/..") {
 		return true
 	}
-	return s == p || strings.HasPrefix(s, p+"/") || strings.HasPrefix(p, s+"/")
+	return s == p || underPath(s, p) || underPath(p, s)
+}
+
+// underPath reports whether path s lies strictly below directory p.
+func underPath(s, p string) bool {
+	return len(s) > len(p) && s[len(p)] == '/' && s[:len(p)] == p
 }
