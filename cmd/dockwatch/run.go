@@ -36,9 +36,13 @@ func init() {
 const runUsage = `Usage: dockwatch run --config FILE [--ready-file PATH] [--pin-dir DIR] [--unload-on-exit]
                      [--no-self-seccomp]
 
-Loads and attaches the enforcement programs (fallback mode: tp_btf exec hook, cgroup
-connect_unix gate and, with access = "group", the post-connect check) and pins them under the
-pin dir. When pins from an earlier run exist they are adopted: the same programs keep running,
+Loads and attaches the enforcement programs and pins them under the pin dir. The mode comes
+from [kernel] mode: lsm (tp_btf exec hook, lsm/unix_stream_connect gate,
+lsm/ptrace_access_check) where the BPF LSM is active and its programs load, else tracepoint
+(tp_btf exec hook, cgroup/connect_unix gate or the sys_enter_connect check where the kernel
+refuses task storage in connect_unix programs, and with access = "group" the post-connect
+check); auto tries lsm first. The log, the start event and 'dockwatch status' say which mode
+runs and why. When pins from an earlier run exist they are adopted: the same programs keep running,
 a different build or load-time setting is attached next to them before the old links go, so
 enforcement never has a gap. On SIGTERM or SIGINT the daemon exits and leaves the pinned
 programs enforcing (the kernel counts the events it could not deliver); 'dockwatch unload'
@@ -47,7 +51,7 @@ removes them, as does --unload-on-exit.
 SIGHUP reloads the config: it is parsed, validated and compiled in full, then the classifier
 tables switch atomically (generation swap) and the supervised users, trusted clients and
 sockets are updated. A bad config is rejected with its key and line; the old policy stays.
-The [events], [alerts] and [metrics] sections take effect at the next start.
+The [events], [alerts], [metrics] and [kernel] sections take effect at the next start.
 
 Events (schema v1) go to stdout as JSON lines, to the event socket (events.socket, mode 0660,
 group events.group; see 'dockwatch events' and 'dockwatch status'), to journald with
@@ -152,6 +156,7 @@ func loaderOptions(cfg *config.Config) (loader.Options, error) {
 		Plugins:        cfg.Policy.Plugins,
 		Sockets:        cfg.Docker.Sockets,
 		Helpers:        cfg.Docker.Helpers,
+		Mode:           cfg.Kernel.Mode,
 		Tables:         tables,
 		RuntimeDir:     runtimeDir,
 	}, nil
@@ -219,6 +224,7 @@ type runDaemon struct {
 	reloads        atomic.Uint64
 	reloadFailures atomic.Uint64
 	up             atomic.Bool
+	selfSeccomp    atomic.Value // string: on, off or unsupported (applySelfSeccomp)
 }
 
 // newDaemon opens what the config asks for before anything is loaded, so a bad socket, group,
@@ -400,7 +406,8 @@ func (d *runDaemon) run(ctx context.Context, opts loader.Options) int {
 	for _, w := range e.Warnings {
 		d.log.Warn(w)
 	}
-	d.proc = &events.Processor{Tables: opts.Tables, Clients: clientMap(e), Mode: "tracepoint", UndecidedAllow: opts.UndecidedAllow}
+	d.log.Info("enforcement mode", "mode", e.Plan.Mode, "reason", e.Plan.ModeReason, "gate", e.Plan.Gate.String())
+	d.proc = &events.Processor{Tables: opts.Tables, Clients: clientMap(e), Mode: e.Plan.Mode, UndecidedAllow: opts.UndecidedAllow}
 	d.metrics = events.NewMetrics(d.counts)
 
 	var wg sync.WaitGroup
@@ -463,8 +470,10 @@ func (d *runDaemon) run(ctx context.Context, opts loader.Options) int {
 	case len(pins.Replaced)+len(pins.Updated) > 0:
 		how = fmt.Sprintf("replaced the pinned programs (new %v, updated in place %v)", pins.Replaced, pins.Updated)
 	}
-	d.dispatch(d.proc.Daemon(fmt.Sprintf("enforcing (mode tracepoint, gate %s, post-connect check %v, bpf lsm active %v; %s, pins %s; self seccomp %s): %s",
-		e.Plan.Gate, e.Plan.PostCheck, e.Features.LSM, how, pins.Dir, selfSeccomp, strings.Join(e.Attached(), ", "))))
+	d.selfSeccomp.Store(selfSeccomp)
+	d.dispatch(d.proc.Daemon(fmt.Sprintf("enforcing (mode %s: %s; gate %s, post-connect check %v, bpf lsm active %v; %s, pins %s; self seccomp %s): %s",
+		e.Plan.Mode, e.Plan.ModeReason, e.Plan.Gate, e.Plan.PostCheck, e.Features.LSM, how, pins.Dir, selfSeccomp,
+		strings.Join(e.Attached(), ", "))))
 
 	if d.flags.readyFile != "" {
 		if err := os.WriteFile(d.flags.readyFile, []byte(strings.Join(e.Attached(), "\n")+"\n"), 0o644); err != nil {
@@ -558,6 +567,8 @@ func (d *runDaemon) reload(rd *reader, out chan<- events.Event) *reader {
 		return reject(err)
 	}
 	opts.PinDir = old.opts.PinDir
+	// The mode is chosen once per start (restartOnly): the processor and the pins keep it.
+	opts.Mode = old.opts.Mode
 	ne, err := loader.Load(opts)
 	if err != nil {
 		return reject(err)
@@ -609,6 +620,9 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	if a.Metrics != b.Metrics {
 		keys = append(keys, "metrics")
+	}
+	if a.Kernel != b.Kernel {
+		keys = append(keys, "kernel")
 	}
 	return keys
 }

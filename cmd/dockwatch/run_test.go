@@ -100,7 +100,7 @@ func TestRunEnforces(t *testing.T) {
 	}
 	cfgPath := filepath.Join(dir, "dockwatch.toml")
 	cfg := fmt.Sprintf("[supervise]\nusers = [\"%d\"]\n[docker]\nsockets = [%q]\nclients = [%q]\nplugin_dirs = [%q]\naccess = \"group\"\n"+
-		"[events]\nsocket = %q\ngroup = \"root\"\n[metrics]\nlisten = \"\"\n",
+		"[events]\nsocket = %q\ngroup = \"root\"\n[metrics]\nlisten = \"\"\n[kernel]\nmode = \"tracepoint\"\n",
 		testUID, sock, client, dir, filepath.Join(dir, "events.sock"))
 	pinDir := fmt.Sprintf("%s-test-run-%d", loader.DefaultPinDir, os.Getpid())
 	t.Cleanup(func() {
@@ -208,6 +208,15 @@ func TestRunEnforces(t *testing.T) {
 	}
 	if ev := find("allow"); ev == nil || ev.Action != events.ActionNone || ev.Command != "ps" {
 		t.Errorf("allow event %+v in\n%s", ev, stdout.String())
+	}
+	// [kernel] mode reaches the loader, and every event carries the mode that runs.
+	for _, ev := range evs {
+		if ev.Mode != "tracepoint" {
+			t.Errorf("event mode %q, want tracepoint: %+v", ev.Mode, ev)
+		}
+	}
+	if first := evs[0]; first.Kind != events.KindDaemon || !strings.Contains(first.Message, `enforcing (mode tracepoint: mode = "tracepoint" in the config;`) {
+		t.Errorf("first event %+v, want the start event naming the configured mode", first)
 	}
 	if last := evs[len(evs)-1]; last.Kind != events.KindDaemon || !strings.Contains(last.Message, "stopping") {
 		t.Errorf("last event %+v, want the daemon stopping event", last)

@@ -38,6 +38,7 @@ type Status struct {
 	Config      string         `json:"config"`
 	Mode        string         `json:"mode"`
 	ModeReason  string         `json:"mode_reason"`
+	SelfSeccomp string         `json:"self_seccomp,omitempty"` // on, off or unsupported
 	Gate        string         `json:"gate"`
 	PostCheck   bool           `json:"post_connect_check"`
 	Access      string         `json:"access"`
@@ -73,14 +74,11 @@ func (d *runDaemon) status() Status {
 	last := d.lastReload
 	d.mu.Unlock()
 	e := st.e
-	reason := "the BPF LSM is not active on this kernel (bpf is not in /sys/kernel/security/lsm): " +
-		"tracepoint/cgroup fallback"
-	if e.Features.LSM {
-		reason = "the BPF LSM is active, but this build enforces with the tracepoint/cgroup fallback programs"
-	}
+	selfSeccomp, _ := d.selfSeccomp.Load().(string)
 	s := Status{
 		Version: versionString(), Started: d.started.UTC(), Config: d.flags.configPath,
-		Mode: "tracepoint", ModeReason: reason, Gate: e.Plan.Gate.String(), PostCheck: e.Plan.PostCheck,
+		Mode: e.Plan.Mode, ModeReason: e.Plan.ModeReason, SelfSeccomp: selfSeccomp,
+		Gate: e.Plan.Gate.String(), PostCheck: e.Plan.PostCheck,
 		Access: st.cfg.Docker.Access, PolicyMode: st.cfg.Policy.Mode, Attached: e.Attached(),
 		Sockets: st.cfg.Docker.Sockets, Warnings: e.Warnings, LastReload: last, Counters: d.counts(),
 	}
@@ -207,6 +205,9 @@ func printStatus(w io.Writer, s Status) {
 	defer tw.Flush()
 	fmt.Fprintf(tw, "dockwatch\t%s, running since %s\n", s.Version, s.Started.Local().Format(time.DateTime))
 	fmt.Fprintf(tw, "mode\t%s (%s)\n", s.Mode, s.ModeReason)
+	if s.SelfSeccomp != "" {
+		fmt.Fprintf(tw, "self seccomp\t%s\n", s.SelfSeccomp)
+	}
 	fmt.Fprintf(tw, "policy\t%s, access %s, gate %s, post-connect check %v\n", s.PolicyMode, s.Access, s.Gate, s.PostCheck)
 	fmt.Fprintf(tw, "programs\t%s\n", strings.Join(s.Attached, "\n\t"))
 	fmt.Fprintf(tw, "pins\t%s (adopted at start: %v)\n", s.PinDir, s.PinsAdopted)

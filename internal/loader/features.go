@@ -19,7 +19,10 @@ type Features struct {
 	RingBuf            bool
 	TaskStorage        bool
 	TpBTF              bool // tp_btf programs on sched_process_exec load
-	ConnectUnix        bool // cgroup/connect_unix (kernel 6.7+)
+	ConnectUnix        bool // the cgroup/connect_unix gate loads (kernel 6.7+; see ConnectUnixRefused)
+	// ConnectUnixRefused says why cgroup/connect_unix programs load but the gate does not:
+	// kernels 6.7 to 6.12 (Debian's 6.12) refuse bpf_task_storage_get in them.
+	ConnectUnixRefused string
 	SyscallTracepoints bool // syscalls/sys_{enter,exit}_connect exist in tracefs
 	LSMActive          bool // bpf is in /sys/kernel/security/lsm (lsm.go)
 	LSM                bool // the BPF LSM is usable: active, and an LSM program loads (lockdown may refuse it)
@@ -60,6 +63,9 @@ func ProbeFeatures() Features {
 		Type: ebpf.CGroupSockAddr, AttachType: ebpf.AttachCgroupUnixConnect,
 	}); err != nil {
 		note("cgroup/connect_unix: %v", err)
+	} else if err := probeConnectUnixGate(); err != nil {
+		f.ConnectUnixRefused = err.Error()
+		note("cgroup/connect_unix gate: %v", err)
 	} else {
 		f.ConnectUnix = true
 	}
@@ -77,6 +83,30 @@ func ProbeFeatures() Features {
 		note("%s", why)
 	}
 	return f
+}
+
+// probeConnectUnixGate loads the real dw_connect_unix with the maps it uses (not attached).
+// The program type alone proves too little: from 6.7 the kernel has cgroup/connect_unix, but
+// until about 6.13 (Debian's 6.12 among them) a cgroup program may not call
+// bpf_task_storage_get ("program of this type cannot use helper"), which the gate needs for
+// the verdict. Such a kernel gets the sys_enter_connect gate instead.
+func probeConnectUnixGate() error {
+	spec, err := loadDockwatch()
+	if err != nil {
+		return fmt.Errorf("bpf spec: %w", err)
+	}
+	if m := spec.Maps["events"]; m != nil {
+		m.MaxEntries = uint32(os.Getpagesize()) // the probe writes no events
+	}
+	var objs struct {
+		Prog *ebpf.Program `ebpf:"dw_connect_unix"`
+	}
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		// The verifier's summary line, not its whole log.
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		return errors.New(first)
+	}
+	return objs.Prog.Close()
 }
 
 func probeProgram(spec *ebpf.ProgramSpec) error {

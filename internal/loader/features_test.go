@@ -103,3 +103,27 @@ func TestKernelDev(t *testing.T) {
 		t.Errorf("KernelDev large minor = %#x", got)
 	}
 }
+
+// TestConnectUnixGateProbe: where cgroup/connect_unix programs load, the probe of the real gate
+// program either passes (and the plan uses it) or names the helper the kernel refuses; no
+// other load failure may quietly move the gate to the syscall tracepoint.
+func TestConnectUnixGateProbe(t *testing.T) {
+	f := requireEnforcement(t)
+	if !f.ConnectUnix && f.ConnectUnixRefused == "" {
+		t.Skipf("no cgroup/connect_unix on this kernel (before 6.7): %s", strings.Join(f.Notes, "; "))
+	}
+	err := probeConnectUnixGate()
+	switch {
+	case f.ConnectUnix && err != nil:
+		t.Fatalf("features say the gate loads, the probe now fails: %v", err)
+	case f.ConnectUnix:
+		p, err := MakePlan(f, "setgid")
+		if err != nil || p.Gate != GateConnectUnix {
+			t.Errorf("plan %+v, %v; want the cgroup/connect_unix gate", p, err)
+		}
+	case !strings.Contains(f.ConnectUnixRefused, "cannot use helper"):
+		t.Errorf("connect_unix gate refused for another reason than a helper: %s", f.ConnectUnixRefused)
+	default:
+		t.Logf("this kernel refuses the gate program: %s", f.ConnectUnixRefused)
+	}
+}

@@ -117,6 +117,7 @@ func Load(opts Options) (*Enforcer, error) {
 		}
 		why, _, _ := strings.Cut(err.Error(), "\n") // not the verifier log
 		plans[i+1].ModeReason = fmt.Sprintf("the BPF LSM is active, but lsm mode failed (%s): tracepoint/cgroup fallback", why)
+		plans[i+1].noteGate(f)
 	}
 	if opts.Access == "group" && e.Plan.Mode != ModeLSM {
 		e.Warnings = append(e.Warnings, GroupFallbackWarning)

@@ -125,6 +125,23 @@ func lsmPlan(f Features, access string) (Plan, error) {
 // to the tracepoint plan when the LSM programs do not load or attach. Each plan says why its
 // mode was chosen (ModeReason), for the log and `dockwatch status`.
 func ModePlans(f Features, access, mode string) ([]Plan, error) {
+	plans, err := modePlans(f, access, mode)
+	for i := range plans {
+		plans[i].noteGate(f)
+	}
+	return plans, err
+}
+
+// noteGate adds to the reason of a tracepoint plan why its connect gate is the syscall
+// tracepoint although the kernel has cgroup/connect_unix.
+func (p *Plan) noteGate(f Features) {
+	if p.Gate == GateEnterConnect && f.ConnectUnixRefused != "" {
+		p.ModeReason += "; connect gate sys_enter_connect: this kernel has cgroup/connect_unix, but its programs " +
+			"may not use task storage (" + f.ConnectUnixRefused + ")"
+	}
+}
+
+func modePlans(f Features, access, mode string) ([]Plan, error) {
 	mode, err := ParseMode(mode)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,9 @@ func TestModePlans(t *testing.T) {
 	bare := full
 	bare.ConnectUnix, bare.SyscallTracepoints = false, false
 	lsmProgs := []string{"dw_fork", "dw_exec", "dw_lsm_connect", "dw_lsm_ptrace"}
+	noStorage := full // Debian's 6.12: connect_unix exists, its programs may not use task storage
+	noStorage.ConnectUnix = false
+	noStorage.ConnectUnixRefused = "load program: invalid argument: program of this type cannot use helper bpf_task_storage_get#156"
 
 	cases := []struct {
 		name   string
@@ -38,6 +41,9 @@ func TestModePlans(t *testing.T) {
 		{"forced lsm without the LSM", full, "group", "lsm", nil, "", "add bpf to lsm="},
 		{"auto, LSM programs refused", refused, "group", "auto", []string{ModeTracepoint}, "refuses LSM programs", ""},
 		{"forced lsm, programs refused", refused, "group", "lsm", nil, "", "do not load"},
+		{"6.12 without the LSM: enter gate", noStorage, "group", "auto", []string{ModeTracepoint}, "may not use task storage (load program", ""},
+		{"6.12 with the LSM: the fallback says why", func() Features { f := noStorage; f.LSMActive, f.LSM = true, true; return f }(),
+			"setgid", "auto", []string{ModeLSM, ModeTracepoint}, "BPF LSM is active", ""},
 		{"nothing can enforce", bare, "group", "auto", nil, "", "BPF LSM not active"},
 		{"bad mode", withLSM, "group", "kprobe", nil, "", `mode "kprobe"`},
 		{"bad access", withLSM, "other", "lsm", nil, "", `access "other"`},
@@ -70,6 +76,13 @@ func TestModePlans(t *testing.T) {
 		if !strings.Contains(plans[0].ModeReason, c.reason) {
 			t.Errorf("%s: reason %q, want it to contain %q", c.name, plans[0].ModeReason, c.reason)
 		}
+	}
+	if plans, err := ModePlans(noStorage, "setgid", "tracepoint"); err != nil || plans[0].Gate != GateEnterConnect ||
+		!strings.Contains(plans[0].ModeReason, "bpf_task_storage_get") {
+		t.Errorf("6.12 forced tracepoint: %+v, %v; want the sys_enter_connect gate and the reason", plans, err)
+	}
+	if plans, _ := ModePlans(full, "group", "auto"); strings.Contains(plans[0].ModeReason, "task storage") {
+		t.Errorf("6.7+ with task storage: reason %q talks about task storage", plans[0].ModeReason)
 	}
 	if _, err := ModePlans(full, "group", "lsm"); !errors.Is(err, ErrNoBPFLSM) || !errors.Is(err, ErrNotSupported) {
 		t.Errorf("forced lsm without the LSM: %v, want ErrNoBPFLSM and ErrNotSupported", err)
