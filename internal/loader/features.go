@@ -15,11 +15,11 @@ import (
 
 // Features is what the running kernel offers dockwatch.
 type Features struct {
-	BTF                bool // kernel BTF (CO-RE, tp_btf)
-	RingBuf            bool
-	TaskStorage        bool
-	TpBTF              bool // tp_btf programs on sched_process_exec load
-	ConnectUnix        bool // the cgroup/connect_unix gate loads (kernel 6.7+; see ConnectUnixRefused)
+	BTF         bool // kernel BTF (CO-RE, tp_btf)
+	RingBuf     bool
+	TaskStorage bool
+	TpBTF       bool // tp_btf programs on sched_process_exec load
+	ConnectUnix bool // the cgroup/connect_unix gate loads (kernel 6.7+; see ConnectUnixRefused)
 	// ConnectUnixRefused says why cgroup/connect_unix programs load but the gate does not:
 	// kernels 6.7 to 6.12 (Debian's 6.12) refuse bpf_task_storage_get in them.
 	ConnectUnixRefused string
