@@ -119,7 +119,7 @@ func Decode(raw []byte) (Record, error) {
 	argvLen, pathLen := u32(offArgvLen), u32(offPathLen)
 
 	switch r.Kind {
-	case RecordExec, RecordConnect:
+	case RecordExec, RecordConnect, RecordTamper:
 	default:
 		return r, fmt.Errorf("%w: unknown kind %d", ErrMalformed, r.Kind)
 	}
@@ -135,8 +135,8 @@ func Decode(raw []byte) (Record, error) {
 	if argvLen > policy.MaxArgvBytes || int(argvLen) != len(raw)-HeaderSize {
 		return r, fmt.Errorf("%w: argv length %d, record has %d bytes after the header", ErrMalformed, argvLen, len(raw)-HeaderSize)
 	}
-	if r.Kind == RecordConnect && argvLen != 0 {
-		return r, fmt.Errorf("%w: connect record with %d bytes of argv", ErrMalformed, argvLen)
+	if r.Kind != RecordExec && argvLen != 0 {
+		return r, fmt.Errorf("%w: kind %d record with %d bytes of argv", ErrMalformed, r.Kind, argvLen)
 	}
 	r.Path = string(raw[offPath : offPath+int(pathLen)])
 	if r.Kind == RecordExec {

@@ -33,7 +33,7 @@ type Event struct {
 	Kind          string    `json:"kind"`
 	Verdict       string    `json:"verdict,omitempty"` // allow|block|audit|not-client|undecided
 	Action        string    `json:"action"`            // killed|denied|none
-	Rule          string    `json:"rule,omitempty"`    // blocked-subcommand|escape-flags|unknown|ptraced|protected-socket
+	Rule          string    `json:"rule,omitempty"`    // blocked-subcommand|escape-flags|unknown|ptraced|protected-socket|tampered-env|ptrace-client|setgid-untrusted-exec
 	Command       string    `json:"command,omitempty"` // resolved command path, e.g. "container exec"
 	Reason        string    `json:"reason,omitempty"`
 	Argv          []string  `json:"argv,omitempty"`

@@ -122,6 +122,7 @@ func TestDecodeMalformed(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(Encode(Record{Kind: RecordExec, Argv: []string{"docker", "ps"}}))
 	f.Add(Encode(Record{Kind: RecordConnect, Path: "/run/docker.sock", Bin: BinNone}))
+	f.Add(Encode(tamperRecord(KernelDenied, 0)))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		r, err := Decode(raw)
 		if err != nil {

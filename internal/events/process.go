@@ -125,6 +125,8 @@ func (p *Processor) Handle(raw []byte) []Event {
 	switch r.Kind {
 	case RecordExec:
 		return p.exec(r)
+	case RecordTamper:
+		return []Event{p.tamper(r)}
 	default:
 		return []Event{p.connect(r)}
 	}
@@ -179,6 +181,9 @@ func (p *Processor) exec(r Record) []Event {
 	}
 	bin := policy.Binary(r.Bin)
 	ev.Binary = bin.String()
+	if r.Flags&FlagTamperedEnv != 0 {
+		return []Event{p.tamperedEnv(r, ev, pol.tables)}
+	}
 	if r.Flags&FlagPtraced != 0 {
 		ev.Rule = "ptraced"
 		ev.Reason = "a trusted client was being traced at exec"

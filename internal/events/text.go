@@ -32,6 +32,8 @@ func Text(ev Event) string {
 		what, detail = "daemon", ev.Message
 	case KindDivergence:
 		what = "divergence: " + ev.Command + " (kernel " + ev.Kernel + ")"
+	case KindTamper:
+		what, detail = "tamper "+ev.Binary, ev.Reason
 	}
 	if what == "" {
 		what = "-"

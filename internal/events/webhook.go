@@ -69,13 +69,13 @@ func (a *Alerter) init() {
 	})
 }
 
-// Alertable says whether ev raises an alert: blocks (killed or denied), divergences and
-// tamper events; audit verdicts when audit is set.
+// Alertable says whether ev raises an alert: blocks (killed or denied, tamper events among
+// them) and divergences; audit verdicts when audit is set.
 func Alertable(ev Event, audit bool) bool {
 	switch ev.Kind {
-	case KindDivergence, KindTamper:
+	case KindDivergence:
 		return true
-	case KindExec, KindConnect:
+	case KindExec, KindConnect, KindTamper:
 		return ev.Verdict == "block" || ev.Action == ActionKilled || ev.Action == ActionDenied ||
 			(audit && ev.Verdict == "audit")
 	}
@@ -162,6 +162,9 @@ func AlertText(ev Event) string {
 	case KindConnect:
 		return fmt.Sprintf("dockwatch: %s connect to %s by %s (pid %d, %s), action %s",
 			ev.Verdict, ev.Socket, who, ev.Pid, ev.Exe, ev.Action)
+	case KindTamper:
+		return fmt.Sprintf("dockwatch: %s tamper with a running docker client by %s (pid %d, %s), rule %s, action %s: %s",
+			ev.Verdict, who, ev.Pid, ev.Exe, ev.Rule, ev.Action, ev.Reason)
 	}
 	cmd := ev.Command
 	if cmd == "" {
