@@ -1,13 +1,10 @@
 package loader
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -18,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/features"
 
 	"github.com/dockwatch/dockwatch/internal/policy"
+	"github.com/dockwatch/dockwatch/internal/testutil/corpus"
 )
 
 // loadTestClassifier loads the SEC("syscall") wrapper, or skips when this machine cannot.
@@ -82,56 +80,20 @@ type corpusCase struct {
 	argv []string
 }
 
-var (
-	corpusBinaryRe = regexp.MustCompile(`\(binary: [^)]*/docker-(compose|buildx)\)`)
-	corpusPluginRe = regexp.MustCompile(`exec'd: docker-(compose|buildx) argv=(\[.*?\])`)
-)
-
 // corpusCases reads the labelled corpus: every row's argv, and the argv the CLI gave a
 // compose or buildx plugin, each with its binary.
 func corpusCases(tb testing.TB) []corpusCase {
 	tb.Helper()
-	f, err := os.Open(filepath.Join("..", "policy", "testdata", "docker-argv.tsv"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
 	var cases []corpusCase
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		text := sc.Text()
-		if strings.HasPrefix(text, "#") || strings.TrimSpace(text) == "" {
-			continue
-		}
-		cols := strings.Split(text, "\t")
-		if len(cols) < 3 {
-			tb.Fatalf("docker-argv.tsv:%d: want at least 3 columns, got %d", line, len(cols))
-		}
-		c := corpusCase{line: line, bin: policy.BinDocker}
-		if err := json.Unmarshal([]byte(cols[2]), &c.argv); err != nil {
-			tb.Fatalf("docker-argv.tsv:%d: argv: %v", line, err)
-		}
-		if m := corpusBinaryRe.FindStringSubmatch(cols[1]); m != nil {
-			c.bin, _ = policy.ParseBinary(m[1])
-		}
+	for _, r := range corpus.Read(tb) {
+		c := corpusCase{line: r.Line, argv: r.Argv}
+		c.bin, _ = policy.ParseBinary(r.Grammar())
 		cases = append(cases, c)
-		if len(cols) > 3 {
-			if m := corpusPluginRe.FindStringSubmatch(cols[3]); m != nil && !strings.Contains(m[2], "…") {
-				p := corpusCase{line: line}
-				if err := json.Unmarshal([]byte(m[2]), &p.argv); err != nil {
-					tb.Fatalf("docker-argv.tsv:%d: plugin argv: %v", line, err)
-				}
-				p.bin, _ = policy.ParseBinary(m[1])
-				cases = append(cases, p)
-			}
+		if r.PluginArgv != nil {
+			p := corpusCase{line: r.Line, argv: r.PluginArgv}
+			p.bin, _ = policy.ParseBinary(r.Plugin)
+			cases = append(cases, p)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	if len(cases) < 100 {
-		tb.Fatalf("corpus has only %d cases", len(cases))
 	}
 	return cases
 }

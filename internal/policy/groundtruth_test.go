@@ -9,11 +9,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -86,13 +86,6 @@ type gtRun struct {
 	err      error
 }
 
-var (
-	envNoteRe   = regexp.MustCompile(`\(env: ([A-Z_]+)=([^)]*)\)`)
-	stdinNoteRe = regexp.MustCompile(`\(stdin: ` + regexp.QuoteMeta(demoDir) + `/([^)]+)\)`)
-	binNoteRe   = regexp.MustCompile(`\(binary: [^)]*\)`)
-	pluginNote  = regexp.MustCompile(`exec'd: docker-(compose|buildx) `)
-)
-
 // pluginDirs are the system CLI plugin directories of docker 28 (docker-cli-grammar.md §4).
 var pluginDirs = []string{"/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
 	"/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins"}
@@ -132,19 +125,16 @@ func TestGroundTruth(t *testing.T) {
 	skipped := 0
 	var corpusCases []gtCase
 	for _, r := range loadCorpus(t) {
-		origin := fmt.Sprintf("docker-argv.tsv:%d", r.line)
+		origin := fmt.Sprintf("docker-argv.tsv:%d", r.Line)
 		if why := gtSkipReason(r); why != "" {
-			t.Logf("skip %s %q: %s", origin, r.argv, why)
+			t.Logf("skip %s %q: %s", origin, r.Argv, why)
 			skipped++
 			continue
 		}
-		c := gtCase{origin: origin, label: r.expected, argv: r.argv, env: map[string]string{}}
-		for _, m := range envNoteRe.FindAllStringSubmatch(r.reason, -1) {
-			c.env[m[1]] = m[2]
-		}
-		if m := stdinNoteRe.FindStringSubmatch(r.reason); m != nil {
-			c.stdin = m[1]
-		} else if strings.Contains(r.reason, "(stdin: /dev/null)") {
+		c := gtCase{origin: origin, label: r.Expected, argv: r.Argv, env: maps.Clone(r.Env)}
+		if rel, ok := strings.CutPrefix(r.Stdin, demoDir+"/"); ok {
+			c.stdin = rel
+		} else if r.Stdin == "/dev/null" {
 			c.stdin = os.DevNull
 		}
 		add(c)
@@ -263,14 +253,14 @@ func gtSample(n int) int {
 
 // gtSkipReason says why a corpus row cannot run with the docker CLI alone, or "".
 func gtSkipReason(r corpusRow) string {
-	if m := binNoteRe.FindString(r.reason); m != "" {
-		return "needs another binary " + m
+	if r.Binary != "" {
+		return "needs another binary (binary: " + r.Binary + ")"
 	}
 	if r.bin != policy.BinDocker {
 		return "not a docker CLI argv"
 	}
-	if m := pluginNote.FindStringSubmatch(r.endpoints); m != nil && !pluginInstalled(m[1]) {
-		return "needs the docker-" + m[1] + " CLI plugin, which is not installed"
+	if r.Plugin != "" && !pluginInstalled(r.Plugin) {
+		return "needs the docker-" + r.Plugin + " CLI plugin, which is not installed"
 	}
 	return ""
 }

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockwatch/dockwatch/internal/testutil/corpus"
 	"github.com/dockwatch/dockwatch/internal/testutil/dockerd"
 	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
@@ -361,7 +362,7 @@ func (e *env) quietEvents(t *testing.T, what string, since time.Time) {
 }
 
 func (e *env) testBlocked(t *testing.T) {
-	rows := readCorpus(t)
+	rows := corpus.Read(t)
 	mark, since := e.d.LogOffset(), time.Now()
 	ran := 0
 	for _, r := range rows {
