@@ -102,9 +102,15 @@ func probeConnectUnixGate() error {
 		Prog *ebpf.Program `ebpf:"dw_connect_unix"`
 	}
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		// The verifier's summary line, not its whole log.
-		first, _, _ := strings.Cut(err.Error(), "\n")
-		return errors.New(first)
+		// The verifier's summary, without cilium/ebpf's assign prefix or the log.
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		if i := strings.Index(msg, "load program:"); i >= 0 {
+			msg = msg[i:]
+		}
+		if i := strings.LastIndex(msg, " ("); i >= 0 && strings.HasSuffix(msg, "omitted)") {
+			msg = msg[:i]
+		}
+		return errors.New(msg)
 	}
 	return objs.Prog.Close()
 }
