@@ -58,6 +58,7 @@ let
       webhook_secret_file = if cfg.alerts.webhookSecretFile == null then "" else toString cfg.alerts.webhookSecretFile;
     };
     metrics.listen = if cfg.metrics.listen == null then "" else cfg.metrics.listen;
+    kernel.mode = cfg.kernel.mode;
   };
   configPath = "/etc/dockwatch/dockwatch.toml";
   configFile = settingsFormat.generate "dockwatch.toml" (lib.recursiveUpdate settings cfg.extraConfig);
@@ -268,6 +269,17 @@ in
       };
     };
 
+    kernel.mode = mkOption {
+      type = types.enum [ "auto" "lsm" "tracepoint" ];
+      default = "auto";
+      description = ''
+        Enforcement mode. auto uses lsm mode where the BPF LSM is active and its programs load
+        (race-free connect gate, ptrace guard), else the tracepoint/cgroup fallback; lsm refuses
+        to start without the BPF LSM; tracepoint never uses it. `dockwatch status` says which
+        mode runs and why.
+      '';
+    };
+
     bpfLsm = mkOption {
       type = types.bool;
       default = true;
@@ -341,7 +353,10 @@ in
       warnings = optional (cfg.access == "group")
         ("services.dockwatch.access = \"group\": the supervised users stay in the ${cfg.socketGroup} group and "
           + "the BPF connect gate is the only barrier; without the BPF LSM it is path based. "
-          + "access = \"setgid\" is recommended.");
+          + "access = \"setgid\" is recommended.")
+      ++ optional (cfg.kernel.mode == "lsm" && !cfg.bpfLsm)
+        ("services.dockwatch.kernel.mode = \"lsm\" with bpfLsm = false: dockwatch refuses to start unless "
+          + "the kernel's built-in LSM list (CONFIG_LSM) has bpf.");
 
       environment.etc."dockwatch/dockwatch.toml".source = configFile;
       environment.systemPackages = [ cfg.package ];

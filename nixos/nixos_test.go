@@ -266,7 +266,10 @@ func TestEnabledDefaults(t *testing.T) {
 	if cfg.Events.Socket != "/run/dockwatch/events.sock" || cfg.Events.Group != "dockwatch" || cfg.Metrics.Listen != "127.0.0.1:9477" {
 		t.Errorf("events %+v metrics %+v", cfg.Events, cfg.Metrics)
 	}
-	wantSections := []string{"alerts", "docker", "events", "metrics", "policy", "supervise"}
+	if cfg.Kernel.Mode != "auto" {
+		t.Errorf("kernel.mode = %q, want auto", cfg.Kernel.Mode)
+	}
+	wantSections := []string{"alerts", "docker", "events", "kernel", "metrics", "policy", "supervise"}
 	var sections []string
 	for k := range s.TOML {
 		sections = append(sections, k)
@@ -305,6 +308,7 @@ func TestGroupAccessAndOptions(t *testing.T) {
 	    events = { group = "auditors"; history = 50; };
 	    alerts = { webhookUrl = "https://hooks.example/dockwatch"; webhookSecretFile = "/run/keys/dockwatch-webhook"; };
 	    metrics.listen = null;
+	    kernel.mode = "tracepoint";
 	    extraConfig.alerts.dedup_window = "10m";
 	  };
 	  users.users.ai-worker = { isNormalUser = true; extraGroups = [ "docker" ]; };
@@ -341,11 +345,30 @@ func TestGroupAccessAndOptions(t *testing.T) {
 	if cfg.Metrics.Listen != "" || cfg.Events.Group != "auditors" || cfg.Events.History != 50 {
 		t.Errorf("metrics %+v events %+v", cfg.Metrics, cfg.Events)
 	}
+	if cfg.Kernel.Mode != "tracepoint" {
+		t.Errorf("kernel.mode = %q, want tracepoint", cfg.Kernel.Mode)
+	}
 	if got := cfg.Alerts.DedupWindow.String(); got != "10m0s" {
 		t.Errorf("extraConfig alerts.dedup_window = %s, want 10m0s", got)
 	}
 	if !slices.Equal(cfg.Supervise.Users, []string{"ai-worker", "1001"}) {
 		t.Errorf("users = %v", cfg.Supervise.Users)
+	}
+}
+
+// TestKernelModeLSM: mode lsm is written as [kernel] mode; without bpfLsm the module warns
+// that the daemon depends on the kernel's built-in LSM list.
+func TestKernelModeLSM(t *testing.T) {
+	s := evalSystem(t, `{ services.dockwatch = { enable = true; kernel.mode = "lsm"; }; }`)
+	if cfg := parseGenerated(t, s.TOML); cfg.Kernel.Mode != "lsm" {
+		t.Errorf("kernel.mode = %q, want lsm", cfg.Kernel.Mode)
+	}
+	if len(s.Warnings) != 0 {
+		t.Errorf("warnings %v, want none with bpfLsm on", s.Warnings)
+	}
+	s = evalSystem(t, `{ services.dockwatch = { enable = true; kernel.mode = "lsm"; bpfLsm = false; }; }`)
+	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "CONFIG_LSM") {
+		t.Errorf("warnings %v, want one about the built-in LSM list", s.Warnings)
 	}
 }
 
@@ -410,6 +433,8 @@ func TestBadConfigurations(t *testing.T) {
 			[]string{"wraps the login shell of users.users.ghost"}},
 		{"mode", `{ services.dockwatch = { enable = true; policy.mode = "block"; }; }`,
 			[]string{"services.dockwatch.policy.mode' is not of type `one of \"enforce\", \"audit\"'", `"block"`}},
+		{"kernel mode", `{ services.dockwatch = { enable = true; kernel.mode = "kprobe"; }; }`,
+			[]string{"services.dockwatch.kernel.mode' is not of type `one of \"auto\", \"lsm\", \"tracepoint\"'"}},
 		{"access", `{ services.dockwatch = { enable = true; access = "sudo"; }; }`,
 			[]string{"services.dockwatch.access' is not of type `one of \"group\", \"setgid\"'"}},
 		{"escape", `{ services.dockwatch = { enable = true; policy.escape = true; }; }`,
