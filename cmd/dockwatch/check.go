@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"path"
 	"strings"
 
-	"github.com/dockwatch/dockwatch/internal/config"
 	"github.com/dockwatch/dockwatch/internal/policy"
 )
 
@@ -33,31 +31,18 @@ Options:
 
 func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dockwatch check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var output, configPath, binaryName string
 	fs.StringVar(&output, "o", "text", "output format: text or json")
 	fs.StringVar(&output, "output", "text", "same as -o")
 	fs.StringVar(&configPath, "config", "", "config `FILE` (default: the built-in defaults)")
 	fs.StringVar(&binaryName, "binary", "", "classify as this binary: docker, compose or buildx (default: from argv[0])")
-	printUsage := func(w io.Writer) {
-		fmt.Fprint(w, checkUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-	}
-	fs.Usage = func() {} // printed below, on stdout for --help
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout)
-			return exitOK
-		}
-		fmt.Fprintln(stderr)
-		printUsage(stderr)
-		return exitUsage
+	if code, done := parseFlags(fs, args, checkUsage, stdout, stderr); done {
+		return code
 	}
 	argv := fs.Args()
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "dockwatch check: "+format+"\n\n", a...)
-		printUsage(stderr)
+		printUsage(fs, checkUsage, stderr)
 		return exitUsage
 	}
 	if output != "text" && output != "json" {
@@ -75,14 +60,10 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		bin = b
 	}
 
-	cfg := config.Default()
-	if configPath != "" {
-		c, err := config.Load(configPath)
-		if err != nil {
-			fmt.Fprintf(stderr, "dockwatch check: %v\n", err)
-			return exitUsage
-		}
-		cfg = c
+	cfg, err := loadConfig(configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "dockwatch check: %v\n", err)
+		return exitUsage
 	}
 	tables, err := cfg.Compile()
 	if err != nil {

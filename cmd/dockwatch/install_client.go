@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,29 +36,16 @@ const (
 
 func cmdInstallClient(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dockwatch install-client", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var group, dest, source string
 	fs.StringVar(&group, "group", defaultClientGroup, "the socket's `GROUP` (name or gid)")
 	fs.StringVar(&dest, "dest", defaultClientDest, "root-owned `DIR` to install into")
 	fs.StringVar(&source, "source", "", "the docker CLI to copy (`PATH`; default: docker from PATH)")
-	printUsage := func(w io.Writer) {
-		fmt.Fprint(w, installClientUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-	}
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout)
-			return exitOK
-		}
-		fmt.Fprintln(stderr)
-		printUsage(stderr)
-		return exitUsage
+	if code, done := parseFlags(fs, args, installClientUsage, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dockwatch install-client: no arguments are taken\n\n")
-		printUsage(stderr)
+		printUsage(fs, installClientUsage, stderr)
 		return exitUsage
 	}
 	dst, err := installClient(group, dest, source)

@@ -85,31 +85,18 @@ type runFlags struct {
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dockwatch run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var rf runFlags
 	fs.StringVar(&rf.configPath, "config", "", "config `FILE` (required)")
 	fs.StringVar(&rf.readyFile, "ready-file", "", "write `PATH` once enforcement is on")
 	fs.StringVar(&rf.pinDir, "pin-dir", loader.DefaultPinDir, "pin links and maps under `DIR` (on bpffs)")
 	fs.BoolVar(&rf.unloadOnExit, "unload-on-exit", false, "remove the pins and detach at exit (tests)")
 	fs.BoolVar(&rf.noSelfSeccomp, "no-self-seccomp", false, "do not put the daemon's seccomp allowlist on itself (debugging)")
-	printUsage := func(w io.Writer) {
-		fmt.Fprint(w, runUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-	}
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout)
-			return exitOK
-		}
-		fmt.Fprintln(stderr)
-		printUsage(stderr)
-		return exitUsage
+	if code, done := parseFlags(fs, args, runUsage, stdout, stderr); done {
+		return code
 	}
 	if rf.configPath == "" || fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dockwatch run: --config is required and no arguments are taken\n\n")
-		printUsage(stderr)
+		printUsage(fs, runUsage, stderr)
 		return exitUsage
 	}
 	if rf.pinDir == "" {

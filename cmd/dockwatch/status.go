@@ -240,25 +240,3 @@ func printStatus(w io.Writer, s Status) {
 		fmt.Fprintf(tw, "warning\t%s\n", warn)
 	}
 }
-
-// parseFlags parses args; done is true when the command should return code right away
-// (help, or a usage error).
-func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout, stderr io.Writer) (code int, done bool) {
-	printUsage := func(w io.Writer) {
-		fmt.Fprint(w, usage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-	}
-	fs.SetOutput(stderr)
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout)
-			return exitOK, true
-		}
-		fmt.Fprintln(stderr)
-		printUsage(stderr)
-		return exitUsage, true
-	}
-	return 0, false
-}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/dockwatch/dockwatch/internal/config"
 	"github.com/dockwatch/dockwatch/internal/loader"
 )
 
@@ -37,11 +36,9 @@ func cmdUnload(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dockwatch unload: --pin-dir must not be empty and no arguments are taken\n")
 		return exitUsage
 	}
-	if *cfgPath != "" {
-		if _, err := config.Load(*cfgPath); err != nil {
-			fmt.Fprintf(stderr, "dockwatch unload: %v\n", err)
-			return exitUsage
-		}
+	if _, err := loadConfig(*cfgPath); err != nil {
+		fmt.Fprintf(stderr, "dockwatch unload: %v\n", err)
+		return exitUsage
 	}
 	if err := loader.Unload(*dir); err != nil {
 		if errors.Is(err, loader.ErrNotPinned) {
