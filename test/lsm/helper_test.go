@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -27,6 +29,10 @@ import (
 //	mem:PID             open /proc/PID/mem for writing
 //	vmread:PID          process_vm_readv one byte of PID
 //	getfd:PID           pidfd_getfd of PID's fd 0
+//	userns:SOCK:TARGET  in a new user and mount namespace (uid 0 mapped to the caller), bind
+//	                    mount SOCK over the file TARGET and connect to TARGET
+//	memfd:PATH          copy the binary PATH into a memfd and exec it as "docker ps" (the rest
+//	                    of the environment is passed on)
 func init() {
 	if h := os.Getenv("DW_LSM_HELPER"); h != "" {
 		os.Exit(helper(h))
@@ -104,11 +110,75 @@ func helper(h string) int {
 		}
 		unix.Close(fd)
 		fmt.Println("ok")
+	case "userns":
+		fmt.Println(usernsBind(rest))
+	case "bindconnect":
+		sock, target, _ := strings.Cut(rest, ":")
+		if err := unix.Mount(sock, target, "", unix.MS_BIND, ""); err != nil {
+			fmt.Println("unsupported: bind mount in the user namespace:", errnoName(err))
+			return 0
+		}
+		fmt.Println(connectAndSend(target))
+	case "memfd":
+		fmt.Println(memfdExec(rest))
+		return 3
 	default:
 		fmt.Println("unknown helper", h)
 		return 3
 	}
 	return 0
+}
+
+// usernsBind runs bindconnect in a child that starts in a new user and mount namespace: an
+// unprivileged user is root there and may bind mount, but the socket keeps its inode.
+func usernsBind(rest string) string {
+	self, err := os.Executable()
+	if err != nil {
+		return "executable: " + err.Error()
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	cmd := exec.Command(self)
+	cmd.Args = []string{"curl"}
+	cmd.Env = []string{"DW_LSM_HELPER=bindconnect:" + rest}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	line := strings.TrimSpace(string(out))
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled():
+		return fmt.Sprintf("child %v: %s", ee, line)
+	case err != nil && line == "":
+		return "unsupported: user namespace: " + err.Error()
+	}
+	return line
+}
+
+// memfdExec execs a memfd copy of path: the new image's inode is the memfd's, not the
+// trusted client's.
+func memfdExec(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "read: " + err.Error()
+	}
+	fd, err := unix.MemfdCreate("docker", 0)
+	if err != nil {
+		return "unsupported: memfd_create: " + errnoName(err)
+	}
+	if _, err := unix.Write(fd, data); err != nil {
+		return "write memfd: " + errnoName(err)
+	}
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "DW_LSM_HELPER=") {
+			env = append(env, e)
+		}
+	}
+	err = unix.Exec(fmt.Sprintf("/proc/self/fd/%d", fd), []string{"docker", "ps"}, env)
+	return "exec memfd: " + errnoName(err)
 }
 
 func unixSocket() (int, error) {

@@ -114,6 +114,15 @@ func setup(t *testing.T) *env {
 			t.Fatalf("no BPF LSM in this VM, but the mode is %s", v.e.Plan.Mode)
 		}
 	}
+	if want := os.Getenv("DWVM_EXPECT_GATE"); want != "" && v.e.Plan.Gate.String() != want {
+		t.Fatalf("connect gate %s in this VM, want %s (%s)", v.e.Plan.Gate, want, v.e.Plan.ModeReason)
+	}
+	// A kernel whose connect_unix programs may not use task storage (6.7 to 6.12) gets the
+	// sys_enter_connect gate, and the reason says why.
+	if why := v.e.Features.ConnectUnixRefused; why != "" && !v.lsm() &&
+		(v.e.Plan.Gate != loader.GateEnterConnect || !strings.Contains(v.e.Plan.ModeReason, why)) {
+		t.Fatalf("cgroup/connect_unix refused (%s), but gate %s, reason %q", why, v.e.Plan.Gate, v.e.Plan.ModeReason)
+	}
 	v.events = collect(t, v.e)
 	return v
 }
@@ -194,8 +203,12 @@ func (v *env) attack(t *testing.T, verb string, caps ...uintptr) result {
 // docker runs the docker CLI binary at path as the supervised uid against the fake API.
 func (v *env) dockerAt(t *testing.T, path string, args ...string) result {
 	t.Helper()
-	environ := []string{"DOCKER_HOST=unix://" + v.sock, "DOCKER_CONFIG=" + filepath.Join(v.dir, "cfg"), "HOME=" + v.dir, "PATH=/usr/bin:/bin"}
-	return run(t, command(testUID, path, append([]string{"docker"}, args...), environ))
+	return run(t, command(testUID, path, append([]string{"docker"}, args...), v.dockerEnv()))
+}
+
+// dockerEnv points the docker CLI at the fake API and the test's config directory.
+func (v *env) dockerEnv() []string {
+	return []string{"DOCKER_HOST=unix://" + v.sock, "DOCKER_CONFIG=" + filepath.Join(v.dir, "cfg"), "HOME=" + v.dir, "PATH=/usr/bin:/bin"}
 }
 
 // requests returns and forgets what reached the fake API.
@@ -342,6 +355,11 @@ func TestBypasses(t *testing.T) {
 		t.Fatalf("bind mount the socket: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(bound, unix.MNT_DETACH) })
+	// A root-owned file the user namespace case bind mounts the socket over.
+	usernsTarget := filepath.Join(v.dir, "userns.sock")
+	if err := os.WriteFile(usernsTarget, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	copied := filepath.Join(v.dir, "docker")
 	data, err := os.ReadFile(v.docker)
 	if err != nil {
@@ -373,6 +391,15 @@ func TestBypasses(t *testing.T) {
 		{"bind mount", func(t *testing.T) result { return v.attack(t, "connect:"+bound) }, refused},
 		{"thread racing the connect (symlink)", func(t *testing.T) result { return v.attack(t, "race:"+link) }, documented},
 		{"io_uring connect", func(t *testing.T) result { return v.attack(t, "uring:"+v.sock) }, uringFallback},
+		// Through a symlink connect_unix sees another path and no syscall tracepoint fires.
+		{"io_uring connect through a symlink", func(t *testing.T) result { return v.attack(t, "uring:"+link) }, documented},
+		// The post-connect check kills the child in fallback mode: it finds the same inode.
+		{"user namespace bind mount", func(t *testing.T) result {
+			return v.attack(t, "userns:"+v.sock+":"+usernsTarget)
+		}, refused},
+		{"memfd copy of the CLI", func(t *testing.T) result {
+			return run(t, command(testUID, v.attacker, []string{"curl"}, append(v.dockerEnv(), "DW_LSM_HELPER=memfd:"+v.docker)))
+		}, refused},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -388,12 +415,14 @@ func TestBypasses(t *testing.T) {
 				want = c.fallback
 			}
 			denied := strings.Contains(r.out, "EPERM") || strings.Contains(r.out, "permission denied")
+			// The user namespace case connects from a child, which the post-connect check kills.
+			killedChild := strings.Contains(r.out, "signal: killed")
 			switch want {
 			case refused:
 				if len(reqs) != 0 {
 					t.Errorf("the API saw %v, want nothing", reqs)
 				}
-				if !denied && !r.killed() {
+				if !denied && !r.killed() && !killedChild {
 					t.Errorf("%v, want EPERM or SIGKILL", r)
 				}
 				if v.lsm() {
@@ -483,4 +512,51 @@ func TestTamperedEnv(t *testing.T) {
 	v.events.wait(t, "tampered-env exec", func(e record) bool {
 		return e.kind == kindExec && e.uid == testUID && e.flags&64 != 0 && e.action == actKilled
 	})
+}
+
+// TestShadowingPlugin: a plugin binary of the user's shadows compose (in DOCKER_CONFIG's
+// cli-plugins, or in a --config directory). The CLI runs it; it is not a trusted client, so
+// its connects are refused like any other untrusted binary's.
+func TestShadowingPlugin(t *testing.T) {
+	v := setup(t)
+	other := filepath.Join(v.dir, "othercfg")
+	for _, dir := range []string{filepath.Join(v.dir, "cfg", "cli-plugins"), filepath.Join(other, "cli-plugins")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(v.attacker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "docker-compose"), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"DOCKER_CONFIG cli-plugins", []string{"compose", "version"}},
+		{"--config cli-plugins", []string{"--config", other, "compose", "version"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v.requests()
+			v.events.reset()
+			// The plugin (this test binary) connects to the socket whenever the CLI runs it.
+			environ := append(v.dockerEnv(), "DW_LSM_HELPER=connect:"+v.sock)
+			r := run(t, command(testUID, v.docker, append([]string{"docker"}, c.args...), environ))
+			if reqs := v.requests(); len(reqs) != 0 {
+				t.Errorf("the API saw %v, want nothing", reqs)
+			}
+			// lsm mode denies the plugin's connect; the fallback's sys_enter_connect gate kills
+			// the plugin, cgroup/connect_unix denies it. Either way the kernel reports it.
+			ev := v.events.wait(t, "the plugin's connect refused", func(e record) bool {
+				return e.kind == kindConnect && e.uid == testUID && (e.action == actDenied || e.action == actKilled)
+			})
+			if v.lsm() && ev.action != actDenied {
+				t.Errorf("lsm mode: connect event %+v, want denied", ev)
+			}
+			t.Logf("%s: docker %s: %v; connect event action %d", v.e.Plan.Mode, strings.Join(c.args, " "), r, ev.action)
+		})
+	}
 }

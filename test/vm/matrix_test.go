@@ -33,20 +33,33 @@ type config struct {
 	kernel vm.KernelSource
 	lsm    string // lsm= on the kernel command line; "" keeps CONFIG_LSM
 	bpfLSM bool   // whether bpf must be active
+	gate   string // the connect gate the loader must choose (loader.Gate.String)
 }
 
 // lsmWithoutBPF is Debian's default list up to apparmor (the LSMs its kernels build), without
 // bpf.
 const lsmWithoutBPF = "landlock,lockdown,yama,integrity,apparmor"
 
+// lsm612WithoutBPF is Debian 6.12's CONFIG_LSM without bpf.
+const lsm612WithoutBPF = "lockdown,capability,landlock,yama,apparmor,tomoyo,ipe,ima,evm"
+
+// Connect gates (loader.Gate.String).
+const (
+	gateLSM   = "lsm/unix_stream_connect"
+	gateEnter = "tracepoint/syscalls/sys_enter_connect"
+)
+
 var matrix = []config{
 	// Debian's 6.12 lists bpf in CONFIG_LSM: production kernels with no lsm= on the cmdline.
-	{name: "6.12-lsm", kernel: vm.Debian612, lsm: "", bpfLSM: true},
+	{name: "6.12-lsm", kernel: vm.Debian612, lsm: "", bpfLSM: true, gate: gateLSM},
 	// The NixOS module appends bpf to lsm=; Debian's 6.1 also has it in CONFIG_LSM.
-	{name: "6.1-lsm", kernel: vm.Debian61, lsm: lsmWithoutBPF + ",bpf", bpfLSM: true},
+	{name: "6.1-lsm", kernel: vm.Debian61, lsm: lsmWithoutBPF + ",bpf", bpfLSM: true, gate: gateLSM},
 	// Fallback mode on the oldest target kernel: no BPF LSM, and no cgroup/connect_unix
 	// (6.7+), so the syscall-tracepoint connect path is the one exercised.
-	{name: "6.1-fallback", kernel: vm.Debian61, lsm: lsmWithoutBPF, bpfLSM: false},
+	{name: "6.1-fallback", kernel: vm.Debian61, lsm: lsmWithoutBPF, bpfLSM: false, gate: gateEnter},
+	// Fallback mode on 6.12: cgroup/connect_unix exists, but its programs may not call
+	// bpf_task_storage_get, so the loader's probe must pick the sys_enter_connect gate.
+	{name: "6.12-fallback", kernel: vm.Debian612, lsm: lsm612WithoutBPF, bpfLSM: false, gate: gateEnter},
 }
 
 // loudSkip skips with a banner on stderr too: a skipped VM matrix must not look like a pass.
@@ -251,6 +264,9 @@ func (h *harness) boot(t *testing.T, c config, built *vm.Built) (*vm.Boot, []str
 		Cmdline:   []string{vm.CmdlinePrefix + "expect_bpf_lsm=" + expectLSM},
 		Timeout:   8 * time.Minute,
 		LogDir:    filepath.Join(h.cache, "logs", c.name),
+	}
+	if c.gate != "" {
+		m.Cmdline = append(m.Cmdline, vm.CmdlinePrefix+"expect_gate="+c.gate)
 	}
 	ctx := t.Context()
 	if d, ok := t.Deadline(); ok {

@@ -4,6 +4,7 @@ package guest
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // expectBPFLSM reads DWVM_EXPECT_BPF_LSM, which the matrix passes as dwvm.expect_bpf_lsm on the
@@ -156,5 +158,41 @@ func checkConnect(t *testing.T, sock string, denied bool) {
 		t.Fatalf("connect: %v, want success (no enforcing program)", err)
 	default:
 		t.Logf("probe: connect succeeded: nothing enforces")
+	}
+}
+
+// TestLSMReturnRange shows what vm/README.md says about LSM return values: a program that
+// returns 1 from an int hook loads on 6.1 and is refused from 6.10 on (only 0 or -errno).
+func TestLSMReturnRange(t *testing.T) {
+	expectBPFLSM(t)
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	release := unix.ByteSliceToString(uts.Release[:])
+	var major, minor int
+	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
+		t.Fatalf("kernel release %q: %v", release, err)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatal(err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "probe_ret1", Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "unix_stream_connect",
+		License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()},
+	})
+	if err == nil {
+		prog.Close()
+	}
+	strict := major > 6 || (major == 6 && minor >= 10)
+	switch {
+	case strict && err == nil:
+		t.Errorf("kernel %s loads an LSM program returning 1; vm/README.md says 6.10+ refuses it", release)
+	case !strict && err != nil:
+		t.Errorf("kernel %s refuses an LSM program returning 1: %v", release, err)
+	case err != nil:
+		t.Logf("probe: kernel %s refuses an LSM program returning 1: %v", release, err)
+	default:
+		t.Logf("probe: kernel %s loads an LSM program returning 1", release)
 	}
 }
