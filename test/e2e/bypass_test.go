@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 )
 
 // bypass is one attempt by the supervised user to reach dockerd around the policy.
@@ -182,7 +184,7 @@ func (e *env) reportedExec(t *testing.T, what, word string, since time.Time) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		for _, ev := range e.watch.Events() {
-			if ev.Kind != "exec" || ev.Action != "killed" || ev.UID != e.worker.UID || ev.Time.Before(since) {
+			if ev.Kind != "exec" || ev.Action != "killed" || !ev.IsUID(e.worker.UID) || ev.Time.Before(since) {
 				continue
 			}
 			named := strings.Contains(ev.Reason, word)
@@ -283,8 +285,7 @@ func (e *env) testStartupChecks(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := e.writeConfig(t, "bad-"+c.name+".toml", c.user, c.client)
 			ready := filepath.Join(e.dir, "ready-"+c.name)
-			pinDir := newPinDir(t)
-			t.Cleanup(func() { _ = os.RemoveAll(pinDir) })
+			pinDir := daemon.PinDir(t, e.bin)
 			cmd := exec.Command(e.bin, "run", "--config", cfg, "--ready-file", ready,
 				"--pin-dir", pinDir, "--unload-on-exit")
 			var stderr bytes.Buffer

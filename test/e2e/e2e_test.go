@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/dockwatch/dockwatch/internal/testutil/corpus"
+	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 	"github.com/dockwatch/dockwatch/internal/testutil/dockerd"
+	"github.com/dockwatch/dockwatch/internal/testutil/gobuild"
 	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
 
@@ -103,17 +105,14 @@ func testScenario(t *testing.T, access string) {
 	}
 
 	// DOCKWATCH_BIN runs a prebuilt binary instead of building cmd/dockwatch.
-	if e.bin = os.Getenv("DOCKWATCH_BIN"); e.bin == "" {
-		e.bin = filepath.Join(e.dir, "dockwatch")
-		goBuild(t, "cmd/dockwatch", e.bin)
-	}
+	e.bin = gobuild.Dockwatch(t, e.dir)
 	// One setuid-root copy per user, each runnable by that user's group alone: a setuid
 	// program that switches to any uid must not be open to every local account.
 	hop := filepath.Join(e.dir, "setuidhop")
-	goBuild(t, "test/e2e/testdata/setuidhop", hop)
+	gobuild.Build(t, "test/e2e/testdata/setuidhop", hop)
 	installSetID(t, hop, e.hop(e.worker), e.worker.GID, 0o750|os.ModeSetuid)
 	installSetID(t, hop, e.hop(e.other), e.other.GID, 0o750|os.ModeSetuid)
-	goBuild(t, "test/e2e/testdata/bypass", filepath.Join(e.dir, "bin", "bypass"))
+	gobuild.Build(t, "test/e2e/testdata/bypass", filepath.Join(e.dir, "bin", "bypass"))
 
 	e.d.MustDocker(t, "run", "-d", "--name", "ctr", dockerd.Image, "sleep", "3600")
 	if access == "setgid" {
@@ -478,7 +477,7 @@ func (e *env) testEvents(t *testing.T) {
 		missing = missing[:0]
 		events := e.watch.Events()
 		for _, argv := range e.blocked {
-			if !slices.ContainsFunc(events, func(ev Event) bool { return e.isKill(ev, argv) }) {
+			if !slices.ContainsFunc(events, func(ev daemon.Event) bool { return e.isKill(ev, argv) }) {
 				missing = append(missing, argv)
 			}
 		}
@@ -500,10 +499,7 @@ func (e *env) testEvents(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("%d of %d blocked commands have no kill event", len(missing), len(e.blocked))
 	}
-	e.watch.mu.Lock()
-	bad := e.watch.bad
-	e.watch.mu.Unlock()
-	if len(bad) > 0 {
+	if bad := e.watch.BadLines(); len(bad) > 0 {
 		t.Errorf("dockwatch printed %d lines that are not events, first %q", len(bad), bad[0])
 	}
 }
@@ -529,10 +525,10 @@ func (e *env) reported(t *testing.T, what string, pid int) {
 
 // isKill reports whether ev records the kill of argv run by the worker. An unknown command or
 // plugin resolves to no command path, so for rule "unknown" the reason must say what it was.
-func (e *env) isKill(ev Event, argv []string) bool {
+func (e *env) isKill(ev daemon.Event, argv []string) bool {
 	explained := ev.Command != "" || (ev.Rule == "unknown" && ev.Reason != "")
 	return ev.Kind == "exec" && ev.Verdict == "block" && ev.Action == "killed" &&
-		ev.Rule != "" && explained && ev.UID == e.worker.UID && slices.Equal(ev.Argv, argv)
+		ev.Rule != "" && explained && ev.IsUID(e.worker.UID) && slices.Equal(ev.Argv, argv)
 }
 
 // testStop: the daemon exits on SIGTERM and leaves its pinned programs enforcing, so a restart
@@ -541,7 +537,7 @@ func (e *env) testStop(t *testing.T) {
 	if len(e.watch.progs) == 0 {
 		t.Fatal("found no BPF programs of the running dockwatch to check")
 	}
-	if err := e.watch.stop(); err != nil {
+	if err := e.watch.Stop(); err != nil {
 		t.Error(err)
 	}
 	if res := e.dockerAs(t, e.worker, "exec", "ctr", "true"); !res.Killed() {
@@ -552,7 +548,7 @@ func (e *env) testStop(t *testing.T) {
 	}
 	// The kernel frees tracing programs after an RCU grace period, so a closed program can
 	// stay listed for a moment.
-	var left []bpfProg
+	var left []daemon.Prog
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var err error
 		if left, err = leftoverProgs(e.watch.progs); err != nil {
