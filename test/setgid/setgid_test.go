@@ -8,24 +8,20 @@
 package setgid
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dockwatch/dockwatch/internal/loader"
+	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 	"github.com/dockwatch/dockwatch/internal/testutil/dockerd"
+	"github.com/dockwatch/dockwatch/internal/testutil/gobuild"
 	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
 
@@ -53,7 +49,7 @@ type scenario struct {
 	worker *sysuser.User
 	cli    string // the trusted CLI the worker runs
 	home   string // worker-owned scratch dir: marks and per-user fixtures
-	watch  *watchdog
+	watch  *daemon.Daemon
 }
 
 func TestThreatModel(t *testing.T) {
@@ -78,7 +74,7 @@ func TestThreatModel(t *testing.T) {
 			for _, th := range threats {
 				t.Run(th.id, func(t *testing.T) { s.runThreat(t, th) })
 			}
-			if err := s.watch.stop(); err != nil {
+			if err := s.watch.Stop(); err != nil {
 				t.Error(err)
 			}
 		})
@@ -112,12 +108,11 @@ func (f *fixture) setUp(t *testing.T) {
 	if err := os.Link(f.d.Socket, f.hardLink()); err != nil {
 		t.Fatalf("hard-link the socket: %v", err)
 	}
-	f.bin = filepath.Join(dir, "bin", "dockwatch")
-	goBuild(t, "cmd/dockwatch", f.bin)
+	f.bin = gobuild.Dockwatch(t, filepath.Join(dir, "bin"))
 	f.bypass = filepath.Join(dir, "bin", "bypass")
-	goBuild(t, "test/e2e/testdata/bypass", f.bypass)
+	gobuild.Build(t, "test/e2e/testdata/bypass", f.bypass)
 	f.attackBin = filepath.Join(dir, "bin", "attack")
-	goBuild(t, "test/setgid/testdata/attack", f.attackBin)
+	gobuild.Build(t, "test/setgid/testdata/attack", f.attackBin)
 	if err := copyFile(f.d.CLI, filepath.Join(dir, "bin", "docker-copy"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +172,8 @@ listen = ""
 		q(filepath.Join(s.home, "events.sock"))), 0o644, nil)
 	// Pins of our own, removed at exit and again at clean-up: enforcement must not outlive
 	// the test.
-	pins := fmt.Sprintf("/sys/fs/bpf/dwsg-%d-%s", os.Getpid(), access)
-	s.watch = startDockwatch(t, f.bin, cfg, filepath.Join(s.home, "ready"), pins)
+	s.watch = daemon.StartTest(t, daemon.Options{Bin: f.bin, Config: cfg, ReadyFile: filepath.Join(s.home, "ready"),
+		PinDir: daemon.PinDir(t, f.bin), Args: []string{"--unload-on-exit"}})
 	return s
 }
 
@@ -437,7 +432,7 @@ func (s *scenario) reportedSetgidExec(t *testing.T, id, path string) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		for _, ev := range s.watch.Events() {
-			if ev.Rule == "setgid-untrusted-exec" && ev.Action == "killed" && ev.UID == s.worker.UID &&
+			if ev.Rule == "setgid-untrusted-exec" && ev.Action == "killed" && ev.IsUID(s.worker.UID) &&
 				strings.Contains(ev.Reason, path) && strings.Contains(ev.Reason, s.cli) {
 				t.Logf("dockwatch: %s", ev.Reason)
 				return
@@ -510,125 +505,3 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	}
 	return out.Close()
 }
-
-// goBuild builds pkg (relative to the module root) into out, statically.
-func goBuild(t *testing.T, pkg, out string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./"+pkg)
-	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-}
-
-// Event is the part of dockwatch's event schema v1 the test reads.
-type Event struct {
-	Seq    uint64 `json:"seq"`
-	Kind   string `json:"kind"`
-	Action string `json:"action"`
-	Rule   string `json:"rule"`
-	Reason string `json:"reason"`
-	UID    int    `json:"uid"`
-}
-
-// watchdog is a running `dockwatch run`.
-type watchdog struct {
-	cmd    *exec.Cmd
-	done   chan struct{}
-	mu     sync.Mutex
-	events []Event
-	stderr strings.Builder
-	once   sync.Once
-}
-
-func startDockwatch(t *testing.T, bin, cfg, ready, pins string) *watchdog {
-	t.Helper()
-	w := &watchdog{done: make(chan struct{})}
-	w.cmd = exec.Command(bin, "run", "--config", cfg, "--ready-file", ready, "--pin-dir", pins, "--unload-on-exit")
-	w.cmd.Stderr = writerFunc(func(p []byte) (int, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return w.stderr.Write(p)
-	})
-	stdout, err := w.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.cmd.Start(); err != nil {
-		t.Fatalf("start dockwatch: %v", err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-		for sc.Scan() {
-			var e Event
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				w.mu.Lock()
-				w.events = append(w.events, e)
-				w.mu.Unlock()
-			}
-		}
-		_ = w.cmd.Wait()
-		close(w.done)
-	}()
-	t.Cleanup(func() {
-		if err := w.stop(); err != nil {
-			t.Error(err)
-		}
-		if out, err := exec.Command(bin, "unload", "--pin-dir", pins).CombinedOutput(); err != nil {
-			t.Errorf("dockwatch unload: %v\n%s", err, out)
-		}
-		if _, err := os.Stat(pins); err == nil {
-			t.Errorf("pins left under %s", pins)
-		}
-		if t.Failed() {
-			w.mu.Lock()
-			t.Logf("dockwatch stderr:\n%s", w.stderr.String())
-			w.mu.Unlock()
-		}
-	})
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			return w
-		}
-		select {
-		case <-w.done:
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			t.Fatalf("dockwatch exited before it was ready: %s", w.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("dockwatch not ready after 60s")
-		}
-	}
-}
-
-// stop sends SIGTERM and waits (SIGKILL after 20s); safe to call twice.
-func (w *watchdog) stop() error {
-	var err error
-	w.once.Do(func() {
-		_ = w.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-w.done:
-		case <-time.After(20 * time.Second):
-			_ = w.cmd.Process.Kill()
-			<-w.done
-			err = errors.New("dockwatch ignored SIGTERM for 20s; killed it")
-		}
-	})
-	return err
-}
-
-func (w *watchdog) Events() []Event {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]Event(nil), w.events...)
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
