@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,7 +26,9 @@ import (
 
 	"github.com/dockwatch/dockwatch/internal/events"
 	"github.com/dockwatch/dockwatch/internal/loader"
+	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 	"github.com/dockwatch/dockwatch/internal/testutil/dockerd"
+	"github.com/dockwatch/dockwatch/internal/testutil/gobuild"
 	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
 
@@ -68,30 +69,13 @@ func TestDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.dir = dir
-	e.bin = filepath.Join(dir, "dockwatch")
-	goBuild(t, "cmd/dockwatch", e.bin)
+	e.bin = gobuild.Dockwatch(t, dir)
 
 	t.Run("events-webhook-metrics", e.testEventsWebhookMetrics)
 	t.Run("restart-reload", e.testRestartReload)
 	t.Run("flood", e.testFlood)
 	t.Run("socket-group", e.testSocketGroup)
 	t.Run("self-seccomp", e.testSelfSeccomp)
-}
-
-func goBuild(t *testing.T, pkg, out string) {
-	t.Helper()
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./"+pkg)
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
 }
 
 // daemonConfig is what a subtest changes in the config.
@@ -137,114 +121,29 @@ func (e *env) writeConfig(t *testing.T, path string, c daemonConfig) {
 	}
 }
 
-// daemon is one running `dockwatch run`.
-type daemon struct {
-	cmd    *exec.Cmd
-	done   chan struct{}
-	stderr *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // pinDir is a fresh pin dir for one subtest. When the subtest ends, the daemons are stopped
 // and `dockwatch unload` must leave nothing behind.
-func (e *env) pinDir(t *testing.T) string {
-	t.Helper()
-	dir := fmt.Sprintf("%s-test-daemon-%d-%s", loader.DefaultPinDir, os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
-	t.Cleanup(func() {
-		out, err := exec.Command(e.bin, "unload", "--pin-dir", dir).CombinedOutput()
-		if err != nil {
-			t.Errorf("dockwatch unload: %v\n%s", err, out)
-		}
-		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("pin dir %s still there after unload (%v)", dir, err)
-		}
-	})
-	return dir
-}
+func (e *env) pinDir(t *testing.T) string { return daemon.PinDir(t, e.bin) }
 
 // start runs the daemon and waits for its ready file. stdout goes to a file: nobody reading it
 // must not matter.
-func (e *env) start(t *testing.T, cfg, pins string, extraArgs ...string) *daemon {
+func (e *env) start(t *testing.T, cfg, pins string, extraArgs ...string) *daemon.Daemon {
 	t.Helper()
-	ready := filepath.Join(e.dir, "ready")
-	os.Remove(ready)
 	out, err := os.OpenFile(filepath.Join(e.dir, "stdout.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	d := &daemon{done: make(chan struct{}), stderr: &lockedBuffer{}}
-	d.cmd = exec.Command(e.bin, append([]string{"run", "--config", cfg, "--ready-file", ready, "--pin-dir", pins}, extraArgs...)...)
-	d.cmd.Stdout, d.cmd.Stderr = out, d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start dockwatch: %v", err)
-	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.stop(t)
-		if t.Failed() {
-			t.Logf("dockwatch stderr:\n%s", tail(d.stderr.String(), 60))
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			return d
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("dockwatch exited before ready (%v):\n%s", d.cmd.ProcessState, d.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dockwatch not ready after 60s:\n%s", d.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return daemon.StartTest(t, daemon.Options{Bin: e.bin, Config: cfg, ReadyFile: filepath.Join(e.dir, "ready"),
+		PinDir: pins, Args: extraArgs, Stdout: out})
 }
 
 // stop sends SIGTERM and waits; the pinned programs stay.
-func (d *daemon) stop(t *testing.T) {
-	select {
-	case <-d.done:
-		return
-	default:
+func stop(t *testing.T, d *daemon.Daemon) {
+	t.Helper()
+	if err := d.Stop(); err != nil {
+		t.Error(err)
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-		if !d.cmd.ProcessState.Success() {
-			t.Errorf("dockwatch exited with %v:\n%s", d.cmd.ProcessState, tail(d.stderr.String(), 30))
-		}
-	case <-time.After(20 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-		t.Errorf("dockwatch ignored SIGTERM for 20s")
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // docker runs the docker CLI as the worker and reports whether SIGKILL ended it.
@@ -597,7 +496,7 @@ func (e *env) testRestartReload(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 
 	// Restart: SIGTERM, then start again while the attempts go on.
-	d1.stop(t)
+	stop(t, d1)
 	time.Sleep(500 * time.Millisecond) // the daemon is down; the pinned programs are not
 	d2 := e.start(t, cfg, pins)
 	if !strings.Contains(e.lastDaemonMessage(t), "adopted the pinned programs") {
@@ -611,10 +510,10 @@ func (e *env) testRestartReload(t *testing.T) {
 	fromLogs := e.d.LogOffset()
 	e.writeConfig(t, cfg, daemonConfig{block: []string{"exec", "cp", "commit", "diff", "export", "import", "load",
 		"save", "attach", "push", "tag", "logs"}})
-	if err := d2.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := d2.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(d2.stderr.String(), "reloaded") })
+	waitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(d2.Stderr(), "reloaded") })
 	if killed, res := e.docker(t, "logs", "ctr"); !killed {
 		t.Errorf("docker logs not killed after the reload: %v", res)
 	}
@@ -623,25 +522,25 @@ func (e *env) testRestartReload(t *testing.T) {
 	// ones before those go.
 	e.writeConfig(t, cfg, daemonConfig{block: []string{"exec", "cp", "commit", "diff", "export", "import", "load",
 		"save", "attach", "push", "tag", "logs"}, invalidLine: `undecided = "allow"`})
-	if err := d2.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := d2.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the reload that replaces programs", 20*time.Second, func() bool {
-		return strings.Count(d2.stderr.String(), "reloaded") >= 2
+		return strings.Count(d2.Stderr(), "reloaded") >= 2
 	})
-	if !strings.Contains(d2.stderr.String(), "programs replaced") {
-		t.Errorf("changing policy.undecided did not replace the programs:\n%s", tail(d2.stderr.String(), 5))
+	if !strings.Contains(d2.Stderr(), "programs replaced") {
+		t.Errorf("changing policy.undecided did not replace the programs:\n%s", daemon.Tail(d2.Stderr(), 5))
 	}
 
 	// Reload with an invalid policy: rejected with key and line, the policy above stays.
 	e.writeConfig(t, cfg, daemonConfig{block: []string{"exec", "logs"}, invalidLine: `escape = "sometimes"`})
-	if err := d2.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := d2.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rejected reload", 20*time.Second, func() bool { return strings.Contains(d2.stderr.String(), "reload rejected") })
-	rejected := d2.stderr.String()
+	waitFor(t, "the rejected reload", 20*time.Second, func() bool { return strings.Contains(d2.Stderr(), "reload rejected") })
+	rejected := d2.Stderr()
 	if !strings.Contains(rejected, "policy.escape") || !strings.Contains(rejected, "rr.toml:") {
-		t.Errorf("the rejection does not name the key and line:\n%s", tail(rejected, 5))
+		t.Errorf("the rejection does not name the key and line:\n%s", daemon.Tail(rejected, 5))
 	}
 	if killed, res := e.docker(t, "logs", "ctr"); !killed {
 		t.Errorf("docker logs not killed after the rejected reload: %v", res)
@@ -729,7 +628,7 @@ func (e *env) testFlood(t *testing.T) {
 	waitFor(t, "the stuck client to subscribe", 10*time.Second, func() bool {
 		return metric(t, metricsAddr, "dockwatch_stream_clients") >= 1
 	})
-	rssBefore := rssKiB(t, d.cmd.Process.Pid)
+	rssBefore := rssKiB(t, d.Pid())
 
 	const flood = 10000
 	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do %s exec ctr true 2>/dev/null; i=$((i+1)); done`, flood, e.d.CLI)
@@ -773,7 +672,7 @@ func (e *env) testFlood(t *testing.T) {
 	if hookSent != 0 {
 		t.Errorf("a dead webhook counted %v sent alerts", hookSent)
 	}
-	rssAfter := rssKiB(t, d.cmd.Process.Pid)
+	rssAfter := rssKiB(t, d.Pid())
 	t.Logf("daemon RSS %d KiB before, %d KiB after the flood", rssBefore, rssAfter)
 	if rssAfter > rssBefore+64*1024 {
 		t.Errorf("daemon RSS grew from %d KiB to %d KiB", rssBefore, rssAfter)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 )
 
 // notifyReceiver stands in for systemd's notify socket and keeps every datagram.
@@ -104,7 +106,7 @@ func (e *env) testSelfSeccomp(t *testing.T) {
 	e.writeConfig(t, cfg, daemonConfig{})
 	pins := e.pinDir(t)
 	d := e.start(t, cfg, pins)
-	pid := d.cmd.Process.Pid
+	pid := d.Pid()
 
 	for task, lines := range seccompStatus(t, pid) {
 		if got := strings.Join(lines, " "); got != "NoNewPrivs=1 Seccomp=2 Seccomp_filters=1" {
@@ -125,26 +127,26 @@ func (e *env) testSelfSeccomp(t *testing.T) {
 	blockLogs := []string{"exec", "cp", "commit", "diff", "export", "import", "load", "save", "attach",
 		"push", "tag", "logs"}
 	e.writeConfig(t, cfg, daemonConfig{block: blockLogs})
-	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(d.stderr.String(), "reloaded") })
+	waitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(d.Stderr(), "reloaded") })
 	if killed, res := e.docker(t, "logs", "ctr"); !killed {
 		t.Errorf("docker logs not killed after a reload under the filter: %v", res)
 	}
 	// A reload that loads and attaches new programs and renames their pins into place.
 	e.writeConfig(t, cfg, daemonConfig{block: blockLogs, invalidLine: `undecided = "allow"`})
-	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the reload that replaces programs", 20*time.Second, func() bool {
-		return strings.Count(d.stderr.String(), "reloaded") >= 2
+		return strings.Count(d.Stderr(), "reloaded") >= 2
 	})
-	if !strings.Contains(d.stderr.String(), "programs replaced") {
-		t.Errorf("changing policy.undecided did not replace the programs under the filter:\n%s", tail(d.stderr.String(), 5))
+	if !strings.Contains(d.Stderr(), "programs replaced") {
+		t.Errorf("changing policy.undecided did not replace the programs under the filter:\n%s", daemon.Tail(d.Stderr(), 5))
 	}
-	if strings.Contains(d.stderr.String(), "reload rejected") {
-		t.Errorf("a reload failed under the filter:\n%s", tail(d.stderr.String(), 10))
+	if strings.Contains(d.Stderr(), "reload rejected") {
+		t.Errorf("a reload failed under the filter:\n%s", daemon.Tail(d.Stderr(), 10))
 	}
 	if killed, res := e.docker(t, "exec", "ctr", "true"); !killed {
 		t.Errorf("docker exec not killed after the reloads: %v", res)
@@ -164,18 +166,18 @@ func (e *env) testSelfSeccomp(t *testing.T) {
 			t.Errorf("daemon thread %s after the reloads: %v", task, lines)
 		}
 	}
-	d.stop(t)
+	stop(t, d)
 	if n := notify.count("STOPPING=1"); n != 1 {
 		t.Errorf("%d STOPPING=1 on the notify socket, want 1", n)
 	}
-	if strings.Contains(d.stderr.String(), "operation not permitted") {
-		t.Errorf("something in the daemon was refused:\n%s", tail(d.stderr.String(), 20))
+	if strings.Contains(d.Stderr(), "operation not permitted") {
+		t.Errorf("something in the daemon was refused:\n%s", daemon.Tail(d.Stderr(), 20))
 	}
 
 	// --no-self-seccomp: the same daemon without the filter.
 	t.Setenv("NOTIFY_SOCKET", "")
 	off := e.start(t, cfg, pins, "--no-self-seccomp")
-	for task, lines := range seccompStatus(t, off.cmd.Process.Pid) {
+	for task, lines := range seccompStatus(t, off.Pid()) {
 		if got := strings.Join(lines, " "); !strings.Contains(got, "Seccomp=0") {
 			t.Errorf("daemon thread %s with --no-self-seccomp: %s, want Seccomp=0", task, got)
 		}
@@ -183,5 +185,5 @@ func (e *env) testSelfSeccomp(t *testing.T) {
 	if msg := e.lastDaemonMessage(t); !strings.Contains(msg, "self seccomp off") {
 		t.Errorf("the startup event with --no-self-seccomp: %q", msg)
 	}
-	off.stop(t)
+	stop(t, off)
 }
