@@ -26,29 +26,42 @@ type threat struct {
 	groupFallback, setgidFallback, groupLSM, setgidLSM string
 }
 
-// lsmCell is the lsm-mode cell: this loader has no lsm mode yet, so nothing there is tested.
-const lsmCell = untest + ": lsm mode is not implemented yet"
+// The lsm-mode cells. group / lsm comes from test/lsm in the VM configurations 6.12-lsm and
+// 6.1-lsm (test/vm), which run it with access = "group" against the fake Engine API. The VMs
+// have no useradd and no setgid set-up, so setgid / lsm is not run there; what refuses those
+// attacks in setgid access (the kernel's permission check, non-dumpable setgid processes, the
+// exec hook) does not depend on the mode, and setgid / fallback tests it.
+func lsmProved(how, test string) string {
+	return refused + ": " + how + " (test/lsm " + test + ", VM 6.12-lsm/6.1-lsm)"
+}
+
+const (
+	lsmGate       = "lsm gate EPERM on the listening socket"
+	setgidLSMPerm = untest + ": not run in the VMs; the kernel permission check is kernel-independent (see setgid / fallback)"
+	setgidLSMExec = untest + ": not run in the VMs; the setgid exec check is the exec hook of every mode (see setgid / fallback)"
+	setgidLSMDump = untest + ": not run in the VMs; a setgid process is non-dumpable on every kernel (see setgid / fallback)"
+)
 
 // threats is the table (README.md, between the threat-model markers).
 var threats = []threat{
-	{"curl", "curl on the socket path", refused + ": path gate (EPERM)", refused + ": path gate, and the kernel's permission check (EACCES)", lsmCell, lsmCell},
-	{"python", "python on the socket path", refused + ": path gate (EPERM)", refused + ": path gate, and the kernel's permission check", lsmCell, lsmCell},
-	{"nc", "`nc -U` on the socket path", refused + ": path gate (EPERM)", refused + ": path gate, and the kernel's permission check", lsmCell, lsmCell},
-	{"symlink", "curl through a symlink to the socket", refused + ": post-connect check kills before connect() returns", refused + ": kernel permission check (EACCES)", lsmCell, lsmCell},
-	{"hardlink", "curl through a hard link to the socket (root made it; protected_hardlinks stops users)", refused + ": post-connect check", refused + ": kernel permission check", lsmCell, lsmCell},
-	{"proc-root", "curl through /proc/self/root/...", refused + ": post-connect check", refused + ": kernel permission check", lsmCell, lsmCell},
-	{"userns-bind", "user namespace bind mount of the socket (unshare -Urm, mount --bind)", refused + ": post-connect check (same inode)", refused + ": kernel permission check (the namespace maps no group of the socket)", lsmCell, lsmCell},
-	{"iouring", "io_uring connect to the socket path", refused + ": path gate (connect_unix runs inside the connect, io_uring too)", refused + ": path gate, and the kernel's permission check", lsmCell, lsmCell},
-	{"iouring-symlink", "io_uring connect through a symlink", through + ": no syscall tracepoint fires, so the post-connect check never runs; use setgid access", refused + ": kernel permission check", lsmCell, lsmCell},
-	{"thread-race", "a thread writes a request while another connects through a symlink", race + ": the post-connect kill lands after connect() completed; the other thread may send first", refused + ": kernel permission check", lsmCell, lsmCell},
-	{"memfd-copy", "memfd copy of the CLI, run with execveat", refused + ": a new inode is not a trusted client; path gate", refused + ": no setgid bit on the copy; kernel permission check", lsmCell, lsmCell},
-	{"plain-copy", "plain copy of the CLI", refused + ": not a trusted client; path gate", refused + ": no setgid bit on the copy; kernel permission check", lsmCell, lsmCell},
-	{"plugin-home", "plugin shadowing compose in ~/.docker/cli-plugins", refused + ": it runs, without a verdict; its connects are gated", refused + ": killed at exec (setgid-untrusted-exec)", lsmCell, lsmCell},
-	{"plugin-config", "plugin shadowing compose via --config", refused + ": it runs, without a verdict; its connects are gated", refused + ": killed at exec (setgid-untrusted-exec)", lsmCell, lsmCell},
-	{"credhelper", "credsStore credential helper", refused + ": it runs, without a verdict; its connects are gated", refused + ": killed at exec (setgid-untrusted-exec)", lsmCell, lsmCell},
-	{"ssh", "`ssh` for DOCKER_HOST=ssh:// (a fake ssh earlier in PATH)", refused + ": it runs, without a verdict; its connects are gated", refused + ": killed at exec (setgid-untrusted-exec)", lsmCell, lsmCell},
-	{"ptrace", "ptrace of a running CLI", through + ": same uid and dumpable; `dockwatch sandbox` denies ptrace", refused + ": the setgid CLI is not dumpable (EPERM)", lsmCell, lsmCell},
-	{"pidfd-getfd", "pidfd_getfd of a running CLI's socket", through + ": same uid and dumpable; `dockwatch sandbox` denies pidfd_getfd", refused + ": the setgid CLI is not dumpable (EPERM)", lsmCell, lsmCell},
+	{"curl", "curl on the socket path", refused + ": path gate (EPERM)", refused + ": path gate, and the kernel's permission check (EACCES)", lsmProved(lsmGate, "TestBypasses/raw connect"), setgidLSMPerm},
+	{"python", "python on the socket path", refused + ": path gate (EPERM)", refused + ": path gate, and the kernel's permission check", lsmProved(lsmGate+"; the gate is the same for every untrusted binary, curl stands in", "TestBypasses/raw connect"), setgidLSMPerm},
+	{"nc", "`nc -U` on the socket path", refused + ": path gate (EPERM)", refused + ": path gate, and the kernel's permission check", lsmProved(lsmGate+"; the gate is the same for every untrusted binary, curl stands in", "TestBypasses/raw connect"), setgidLSMPerm},
+	{"symlink", "curl through a symlink to the socket", refused + ": post-connect check kills before connect() returns", refused + ": kernel permission check (EACCES)", lsmProved(lsmGate, "TestBypasses/symlink to the socket"), setgidLSMPerm},
+	{"hardlink", "curl through a hard link to the socket (root made it; protected_hardlinks stops users)", refused + ": post-connect check", refused + ": kernel permission check", lsmProved(lsmGate, "TestBypasses/hard link"), setgidLSMPerm},
+	{"proc-root", "curl through /proc/self/root/...", refused + ": post-connect check", refused + ": kernel permission check", lsmProved(lsmGate, "TestBypasses//proc/self/root path"), setgidLSMPerm},
+	{"userns-bind", "user namespace bind mount of the socket (unshare -Urm, mount --bind)", refused + ": post-connect check (same inode)", refused + ": kernel permission check (the namespace maps no group of the socket)", lsmProved(lsmGate+" (same socket, any mount)", "TestBypasses/user namespace bind mount"), setgidLSMPerm},
+	{"iouring", "io_uring connect to the socket path", refused + ": path gate (connect_unix runs inside the connect, io_uring too)", refused + ": path gate, and the kernel's permission check", lsmProved(lsmGate+" (the LSM hook runs for io_uring too)", "TestBypasses/io_uring connect"), setgidLSMPerm},
+	{"iouring-symlink", "io_uring connect through a symlink", through + ": no syscall tracepoint fires, so the post-connect check never runs; use setgid access", refused + ": kernel permission check", lsmProved(lsmGate, "TestBypasses/io_uring connect through a symlink"), setgidLSMPerm},
+	{"thread-race", "a thread writes a request while another connects through a symlink", race + ": the post-connect kill lands after connect() completed; the other thread may send first", refused + ": kernel permission check", lsmProved(lsmGate+", before the socket is connected", "TestBypasses/thread racing the connect (symlink)"), setgidLSMPerm},
+	{"memfd-copy", "memfd copy of the CLI, run with execveat", refused + ": a new inode is not a trusted client; path gate", refused + ": no setgid bit on the copy; kernel permission check", lsmProved("a new inode is not a trusted client; "+lsmGate, "TestBypasses/memfd copy of the CLI"), setgidLSMPerm},
+	{"plain-copy", "plain copy of the CLI", refused + ": not a trusted client; path gate", refused + ": no setgid bit on the copy; kernel permission check", lsmProved("not a trusted client; "+lsmGate, "TestBypasses/copied docker binary"), setgidLSMPerm},
+	{"plugin-home", "plugin shadowing compose in ~/.docker/cli-plugins", refused + ": it runs, without a verdict; its connects are gated", refused + ": killed at exec (setgid-untrusted-exec)", lsmProved("it runs, without a verdict; "+lsmGate, "TestShadowingPlugin/DOCKER_CONFIG cli-plugins"), setgidLSMExec},
+	{"plugin-config", "plugin shadowing compose via --config", refused + ": it runs, without a verdict; its connects are gated", refused + ": killed at exec (setgid-untrusted-exec)", lsmProved("it runs, without a verdict; "+lsmGate, "TestShadowingPlugin/--config cli-plugins"), setgidLSMExec},
+	{"credhelper", "credsStore credential helper", refused + ": it runs, without a verdict; its connects are gated", refused + ": killed at exec (setgid-untrusted-exec)", untest + ": not run in the VMs; it is an untrusted binary the CLI runs, as the shadowing plugin (refused there)", setgidLSMExec},
+	{"ssh", "`ssh` for DOCKER_HOST=ssh:// (a fake ssh earlier in PATH)", refused + ": it runs, without a verdict; its connects are gated", refused + ": killed at exec (setgid-untrusted-exec)", untest + ": not run in the VMs; it is an untrusted binary the CLI runs, as the shadowing plugin (refused there)", setgidLSMExec},
+	{"ptrace", "ptrace of a running CLI", through + ": same uid and dumpable; `dockwatch sandbox` denies ptrace", refused + ": the setgid CLI is not dumpable (EPERM)", lsmProved("lsm/ptrace_access_check EPERM, tamper event", "TestTamper/ptrace"), setgidLSMDump},
+	{"pidfd-getfd", "pidfd_getfd of a running CLI's socket", through + ": same uid and dumpable; `dockwatch sandbox` denies pidfd_getfd", refused + ": the setgid CLI is not dumpable (EPERM)", lsmProved("lsm/ptrace_access_check EPERM, tamper event", "TestTamper/getfd"), setgidLSMDump},
 }
 
 // expected is the outcome word a cell starts with.
