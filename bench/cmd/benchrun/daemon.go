@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,106 +9,50 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	testdaemon "github.com/dockwatch/dockwatch/internal/testutil/daemon"
 )
 
-// daemon is one `dockwatch run`.
+// daemon is one `dockwatch run` and what the bench counts of its events.
 type daemon struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	started time.Duration // from start to the ready file
+	*testdaemon.Daemon
+	bin, cfg string
 
 	mu       sync.Mutex
 	execs    map[uint32]int64 // exec events per uid
 	messages []string         // daemon events
-	stderr   strings.Builder
-}
-
-type event struct {
-	Kind    string  `json:"kind"`
-	UID     *uint32 `json:"uid"`
-	Message string  `json:"message"`
-}
-
-type lockedBuilder struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (l lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
 }
 
 // startDaemon runs `dockwatch run --config cfg --ready-file ...` and waits until it is ready.
 func startDaemon(bin, cfg, dir string) (*daemon, error) {
-	ready := filepath.Join(dir, "ready")
-	os.Remove(ready)
-	d := &daemon{done: make(chan struct{}), execs: map[uint32]int64{}}
-	args := []string{"run", "--config", cfg, "--ready-file", ready}
+	d := &daemon{bin: bin, cfg: cfg, execs: map[uint32]int64{}}
+	o := testdaemon.Options{Bin: bin, Config: cfg, ReadyFile: filepath.Join(dir, "ready"), StopTimeout: 30 * time.Second,
+		OnEvent: d.count}
 	// A dockwatch that pins its programs gets a pin dir of its own, and removes the pins when
 	// it exits: the next state must run without it.
 	if help, _ := exec.Command(bin, "help", "run").CombinedOutput(); strings.Contains(string(help), "-pin-dir") {
-		args = append(args, "--pin-dir", pinDir(dir))
+		o.PinDir = pinDir(dir)
 		if strings.Contains(string(help), "-unload-on-exit") {
-			args = append(args, "--unload-on-exit")
+			o.Args = append(o.Args, "--unload-on-exit")
 		}
 	}
-	d.cmd = exec.Command(bin, args...)
-	d.cmd.Stderr = lockedBuilder{&d.mu, &d.stderr}
-	stdout, err := d.cmd.StdoutPipe()
-	if err != nil {
+	var err error
+	if d.Daemon, err = testdaemon.Start(o); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start dockwatch: %w", err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-		for sc.Scan() {
-			var ev event
-			if json.Unmarshal(sc.Bytes(), &ev) != nil {
-				continue
-			}
-			d.mu.Lock()
-			switch {
-			case ev.Kind == "exec" && ev.UID != nil:
-				d.execs[*ev.UID]++
-			case ev.Kind == "daemon":
-				d.messages = append(d.messages, ev.Message)
-			}
-			d.mu.Unlock()
-		}
-		d.cmd.Wait()
-		close(d.done)
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			d.started = time.Since(start)
-			return d, nil
-		}
-		select {
-		case <-d.done:
-			return nil, fmt.Errorf("dockwatch run exited before it was ready (%v): %s", d.cmd.ProcessState, d.stderrText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			d.stop(bin, cfg)
-			return nil, fmt.Errorf("dockwatch run not ready after 60s: %s", d.stderrText())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return d, nil
 }
 
-func (d *daemon) stderrText() string {
+func (d *daemon) count(ev testdaemon.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return strings.TrimSpace(d.stderr.String())
+	switch {
+	case ev.Kind == "exec" && ev.UID != nil:
+		d.execs[*ev.UID]++
+	case ev.Kind == "daemon":
+		d.messages = append(d.messages, ev.Message)
+	}
 }
 
 // execEvents is the number of exec events seen for uid.
@@ -122,29 +64,19 @@ func (d *daemon) execEvents(uid uint32) int64 {
 
 // stop sends SIGTERM (SIGKILL after 30 s) and, where dockwatch pins its programs and has an
 // unload subcommand, unloads them, so that the next state really runs without dockwatch.
-func (d *daemon) stop(bin, cfg string) error {
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
-	}
-	var err error
-	if help, _ := exec.Command(bin, "help").CombinedOutput(); strings.Contains(string(help), "unload") {
-		if out, uerr := exec.Command(bin, "unload", "--config", cfg, "--pin-dir", pinDir(filepath.Dir(cfg))).CombinedOutput(); uerr != nil {
-			err = fmt.Errorf("dockwatch unload: %w: %s", uerr, out)
+func (d *daemon) stop() error {
+	err := d.Stop()
+	if help, _ := exec.Command(d.bin, "help").CombinedOutput(); strings.Contains(string(help), "unload") {
+		if out, uerr := exec.Command(d.bin, "unload", "--config", d.cfg, "--pin-dir", pinDir(filepath.Dir(d.cfg))).CombinedOutput(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("dockwatch unload: %w: %s", uerr, out))
 		}
-	}
-	if st := d.cmd.ProcessState; st != nil && !st.Success() {
-		err = errors.Join(err, fmt.Errorf("dockwatch run exited with %v: %s", st, d.stderrText()))
 	}
 	return err
 }
 
 // pinDir is the bpffs directory for the pins of the daemons of the fixture in dir.
 func pinDir(dir string) string {
-	return filepath.Join("/sys/fs/bpf", filepath.Base(dir))
+	return filepath.Join(testdaemon.BPFFS, filepath.Base(dir))
 }
 
 // stopCounts parses the daemon's closing message for its loss counters.
@@ -213,26 +145,6 @@ func cpuPercent(a, b procUsage) float64 {
 	return 100 * float64(b.cpu-a.cpu) / float64(wall)
 }
 
-// bpfProg is what bpftool reports of one program.
-type bpfProg struct {
-	ID        uint32 `json:"id"`
-	Name      string `json:"name"`
-	RunTimeNs uint64 `json:"run_time_ns"`
-	RunCnt    uint64 `json:"run_cnt"`
-}
-
-func listProgs() ([]bpfProg, error) {
-	out, err := exec.Command("bpftool", "-j", "prog", "show").Output()
-	if err != nil {
-		return nil, fmt.Errorf("bpftool prog show: %w", err)
-	}
-	var progs []bpfProg
-	if err := json.Unmarshal(out, &progs); err != nil {
-		return nil, fmt.Errorf("bpftool prog show: %w", err)
-	}
-	return progs, nil
-}
-
 // heldProgs are the ids of the BPF programs process pid holds a file descriptor of (a program
 // or a link), from /proc/PID/fdinfo: bpftool here has no pid column.
 func heldProgs(pid int) map[uint32]bool {
@@ -255,10 +167,10 @@ func heldProgs(pid int) map[uint32]bool {
 }
 
 // progOf finds the program called name that process pid holds.
-func progOf(name string, pid int) (bpfProg, error) {
-	progs, err := listProgs()
+func progOf(name string, pid int) (testdaemon.Prog, error) {
+	progs, err := testdaemon.Progs()
 	if err != nil {
-		return bpfProg{}, err
+		return testdaemon.Prog{}, err
 	}
 	held := heldProgs(pid)
 	for _, p := range progs {
@@ -266,13 +178,13 @@ func progOf(name string, pid int) (bpfProg, error) {
 			return p, nil
 		}
 	}
-	return bpfProg{}, fmt.Errorf("no program %s held by pid %d", name, pid)
+	return testdaemon.Prog{}, fmt.Errorf("no program %s held by pid %d", name, pid)
 }
 
 // foreignProgs counts dockwatch exec hooks on the machine that pid (0: none) does not hold:
 // other runs or tests, whose hooks every exec here pays for too.
 func foreignProgs(pid int) int {
-	progs, err := listProgs()
+	progs, err := testdaemon.Progs()
 	if err != nil {
 		return -1
 	}

@@ -28,6 +28,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/dockwatch/dockwatch/internal/testutil/gobuild"
 )
 
 func main() {
@@ -104,28 +106,11 @@ func (r *results) notef(format string, args ...any) {
 	r.notes = append(r.notes, fmt.Sprintf(format, args...))
 }
 
-func modRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the dockwatch module (no go.mod above the working directory)")
-		}
-		dir = parent
-	}
-}
-
 func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: it loads BPF programs and creates throwaway users")
 	}
-	root, err := modRoot()
+	root, err := gobuild.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -233,7 +218,7 @@ func runState(ctx context.Context, o options, f *fixture, res *results, state st
 			return err
 		}
 		defer func() {
-			err = errors.Join(err, d.stop(o.dockwatch, f.configs[state]))
+			err = errors.Join(err, d.stop())
 			if stormEvents >= 0 {
 				res.add("storm-received", state, float64(d.execEvents(sup.uid)-stormEvents))
 			}
@@ -242,8 +227,8 @@ func runState(ctx context.Context, o options, f *fixture, res *results, state st
 				res.add("daemon-ring-drops", state, float64(ringDrops))
 			}
 		}()
-		res.add("daemon-start", state, d.started.Seconds()*1e3)
-		if n := foreignProgs(d.cmd.Process.Pid); n > 0 {
+		res.add("daemon-start", state, d.StartedIn.Seconds()*1e3)
+		if n := foreignProgs(d.Pid()); n > 0 {
 			res.add("foreign-progs", state, float64(n))
 		}
 	} else if n := foreignProgs(0); n > 0 {
@@ -264,7 +249,7 @@ func runState(ctx context.Context, o options, f *fixture, res *results, state st
 	}
 
 	if d != nil && want("daemon-idle") {
-		pid := d.cmd.Process.Pid
+		pid := d.Pid()
 		a, err := readUsage(pid)
 		if err != nil {
 			return err
@@ -335,7 +320,7 @@ func hookCost(ctx context.Context, f *fixture, res *results, d *daemon, state st
 	}
 	defer restore()
 	measure := func(name string, w workload, killed bool) error {
-		before, err := progOf("dw_exec", d.cmd.Process.Pid)
+		before, err := progOf("dw_exec", d.Pid())
 		if err != nil {
 			return err
 		}
@@ -343,7 +328,7 @@ func hookCost(ctx context.Context, f *fixture, res *results, d *daemon, state st
 		if err != nil {
 			return fmt.Errorf("classify-hook %s: %w", name, err)
 		}
-		after, err := progOf("dw_exec", d.cmd.Process.Pid)
+		after, err := progOf("dw_exec", d.Pid())
 		if err != nil {
 			return err
 		}
@@ -387,7 +372,7 @@ func storm(ctx context.Context, f *fixture, res *results, d *daemon, state strin
 	var before procUsage
 	if d != nil {
 		var err error
-		if before, err = readUsage(d.cmd.Process.Pid); err != nil {
+		if before, err = readUsage(d.Pid()); err != nil {
 			return err
 		}
 	}
@@ -401,14 +386,14 @@ func storm(ctx context.Context, f *fixture, res *results, d *daemon, state strin
 	if d == nil {
 		return nil
 	}
-	after, err := readUsage(d.cmd.Process.Pid)
+	after, err := readUsage(d.Pid())
 	if err != nil {
 		return err
 	}
 	res.add("daemon-storm-cpu", state, cpuPercent(before, after))
 	// Let the daemon catch up before its memory is read.
 	time.Sleep(time.Second)
-	final, err := readUsage(d.cmd.Process.Pid)
+	final, err := readUsage(d.Pid())
 	if err != nil {
 		return err
 	}

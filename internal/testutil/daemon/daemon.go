@@ -50,9 +50,10 @@ type Options struct {
 	Args      []string // more flags: --unload-on-exit, --no-self-seccomp, ...
 
 	// Stdout, when set, gets the daemon's stdout as it is, and no events are read. Otherwise
-	// each line is decoded into Events (or BadLines) and passed to OnEvent.
+	// each line is decoded: events are kept for Events, or, when OnEvent is set, passed to it
+	// from the reading goroutine and not kept; other lines are kept for BadLines.
 	Stdout  io.Writer
-	OnEvent func(Event) // called from the reading goroutine
+	OnEvent func(Event)
 
 	ReadyTimeout time.Duration // default 60s
 	StopTimeout  time.Duration // SIGKILL after this long without an exit; default 20s
@@ -158,12 +159,13 @@ func (d *Daemon) read(r io.Reader) {
 			d.mu.Unlock()
 			continue
 		}
+		if d.opts.OnEvent != nil {
+			d.opts.OnEvent(ev)
+			continue
+		}
 		d.mu.Lock()
 		d.events = append(d.events, ev)
 		d.mu.Unlock()
-		if d.opts.OnEvent != nil {
-			d.opts.OnEvent(ev)
-		}
 	}
 	// Keep draining so that the daemon never blocks on a full pipe.
 	_, _ = io.Copy(io.Discard, r)
