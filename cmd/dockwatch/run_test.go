@@ -19,6 +19,7 @@ import (
 
 	"github.com/dockwatch/dockwatch/internal/events"
 	"github.com/dockwatch/dockwatch/internal/loader"
+	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 )
 
 // syncBuffer is a bytes.Buffer safe for the run goroutine and the test.
@@ -116,21 +117,17 @@ func TestRunEnforces(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
+	code, exited := -1, make(chan struct{})
 	go func() {
+		defer close(exited)
 		// In process, the daemon's own seccomp filter would land on the test binary and refuse
 		// the execs below; test/daemon covers the filtered daemon with the real binary.
-		done <- cmdRun(ctx, []string{"--config", cfgPath, "--ready-file", ready, "--pin-dir", pinDir, "--unload-on-exit", "--no-self-seccomp"}, &stdout, &stderr)
+		code = cmdRun(ctx, []string{"--config", cfgPath, "--ready-file", ready, "--pin-dir", pinDir, "--unload-on-exit", "--no-self-seccomp"}, &stdout, &stderr)
 	}()
-	stopped := false
 	stop := func() int {
-		if stopped {
-			return exitOK
-		}
-		stopped = true
 		cancel()
 		select {
-		case code := <-done:
+		case <-exited:
 			return code
 		case <-time.After(10 * time.Second):
 			t.Fatalf("dockwatch run did not stop; stderr %s", stderr.String())
@@ -139,20 +136,13 @@ func TestRunEnforces(t *testing.T) {
 	}
 	t.Cleanup(func() { stop() })
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
+	if err := daemon.WaitReady(ready, 20*time.Second, exited); err != nil {
 		select {
-		case code := <-done:
+		case <-exited:
 			t.Fatalf("dockwatch run exited %d before ready; stderr %s", code, stderr.String())
 		default:
+			t.Fatalf("dockwatch run: %v; stderr %s", err, stderr.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ready file; stderr %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 
 	runAs := func(argv ...string) *os.ProcessState {
