@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockwatch/dockwatch/internal/testutil/attack"
 	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 )
 
@@ -36,7 +37,7 @@ type bypass struct {
 }
 
 func (e *env) testBypasses(t *testing.T) {
-	req := execRequest()
+	req := attack.ExecRequest()
 	sock := e.d.Socket
 	bin := filepath.Join(e.dir, "bin")
 	link := e.linkSocket()
@@ -49,22 +50,14 @@ func (e *env) testBypasses(t *testing.T) {
 	hop := e.hop(e.worker)
 	dockerEnv := []string{"DOCKER_HOST=" + e.d.Host}
 	other, gid := strconv.Itoa(e.other.UID), strconv.Itoa(e.group.GID)
-	curl := func(socket string) []string {
-		return []string{"curl", "-sS", "--max-time", "10", "--unix-socket", socket, "-X", "POST",
-			"-H", "Content-Type: application/json", "-d", `{"Cmd":["true"]}`, "http://docker/containers/ctr/exec"}
-	}
-	python := `import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode())
-print(s.recv(4096))`
+	curl := attack.Curl
 	bindTarget := filepath.Join(e.dir, "marks", "bind.sock")
 	userns := "touch " + bindTarget + " && mount --bind " + sock + " " + bindTarget + " && exec " +
-		strings.Join(quoteAll(curl(bindTarget)), " ")
+		strings.Join(attack.ShellQuote(curl(bindTarget)), " ")
 
 	cases := []bypass{
 		{name: "curl", path: "/usr/bin/curl", argv: curl(sock)},
-		{name: "python", path: "/usr/bin/python3", argv: []string{"python3", "-c", python, sock, req}},
+		{name: "python", path: "/usr/bin/python3", argv: []string{"python3", "-c", attack.Python, sock, req}},
 		{name: "nc", path: "/usr/bin/nc", argv: []string{"nc", "-N", "-w", "5", "-U", sock}, stdin: req},
 		{name: "copied-cli", path: filepath.Join(bin, "docker"),
 			argv: []string{"docker", "exec", "ctr", "true"}, env: dockerEnv},
@@ -81,8 +74,8 @@ print(s.recv(4096))`
 		{name: "proc-self-root", path: "/usr/bin/curl", argv: curl("/proc/self/root" + sock)},
 		{name: "userns-bind-mount", path: "/usr/bin/unshare",
 			argv: []string{"unshare", "-Urm", "/bin/sh", "-c", userns}, skip: e.usernsUnavailable(t)},
-		{name: "iouring", path: filepath.Join(bin, "bypass"), argv: []string{"bypass", "iouring-connect", sock}},
-		{name: "iouring-symlink", path: filepath.Join(bin, "bypass"), argv: []string{"bypass", "iouring-connect", link},
+		{name: "iouring", path: filepath.Join(bin, "attack"), argv: []string{"attack", "iouring-connect", sock}},
+		{name: "iouring-symlink", path: filepath.Join(bin, "attack"), argv: []string{"attack", "iouring-connect", link},
 			setgidOnly: "an io_uring connect fires no syscall tracepoint, so the post-connect check cannot see it (DESIGN.md §1.4)"},
 		{name: "setuid-exec-docker", path: hop,
 			argv: []string{"setuidhop", other, gid, "exec", e.cli, "docker", "exec", "ctr", "true"}, env: dockerEnv},
@@ -229,36 +222,18 @@ func (e *env) testPidfdGetfd(t *testing.T) {
 	defer func() { cancel(); _ = cmd.Wait() }()
 	fd := -1
 	for deadline := time.Now().Add(10 * time.Second); fd < 0 && time.Now().Before(deadline); {
-		fd = socketFd(cmd.Process.Pid)
+		fd = attack.SocketFd(cmd.Process.Pid)
 		time.Sleep(50 * time.Millisecond)
 	}
 	if fd < 0 {
 		t.Fatalf("docker events (pid %d) holds no socket", cmd.Process.Pid)
 	}
-	res := run(t, e.worker, nil, nil, filepath.Join(e.dir, "bin", "bypass"),
-		"bypass", "pidfd-getfd", strconv.Itoa(cmd.Process.Pid), strconv.Itoa(fd))
+	res := run(t, e.worker, nil, nil, filepath.Join(e.dir, "bin", "attack"),
+		"attack", "pidfd-getfd", strconv.Itoa(cmd.Process.Pid), strconv.Itoa(fd))
 	t.Logf("outcome: %v", res)
 	if res.ExitCode != 3 {
 		t.Errorf("pidfd_getfd on the setgid client was not refused: %v", res)
 	}
-}
-
-// socketFd returns a file descriptor of pid that is a socket, or -1.
-func socketFd(pid int) int {
-	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return -1
-	}
-	for _, ent := range entries {
-		target, err := os.Readlink(filepath.Join(dir, ent.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:") {
-			if n, err := strconv.Atoi(ent.Name()); err == nil && n > 2 {
-				return n
-			}
-		}
-	}
-	return -1
 }
 
 // usernsUnavailable says why the worker cannot create a user and mount namespace, or "".
@@ -329,13 +304,4 @@ func lookPathError(name string) string {
 		return name + " is not installed"
 	}
 	return ""
-}
-
-// quoteAll quotes each word for /bin/sh.
-func quoteAll(words []string) []string {
-	out := make([]string, len(words))
-	for i, w := range words {
-		out[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-	}
-	return out
 }

@@ -46,13 +46,6 @@ func isBlockedAction(action string) bool {
 	return false
 }
 
-// execRequest is a raw HTTP request that creates an exec instance in container ctr.
-func execRequest() string {
-	body := `{"Cmd":["true"]}`
-	return "POST /containers/ctr/exec HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n" +
-		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-}
-
 type env struct {
 	access  string // "group" or "setgid"
 	d       *dockerd.Daemon
@@ -112,7 +105,7 @@ func testScenario(t *testing.T, access string) {
 	gobuild.Build(t, "test/e2e/testdata/setuidhop", hop)
 	installSetID(t, hop, e.hop(e.worker), e.worker.GID, 0o750|os.ModeSetuid)
 	installSetID(t, hop, e.hop(e.other), e.other.GID, 0o750|os.ModeSetuid)
-	gobuild.Build(t, "test/e2e/testdata/bypass", filepath.Join(e.dir, "bin", "bypass"))
+	gobuild.Build(t, "internal/testutil/attack/cmd/attack", filepath.Join(e.dir, "bin", "attack"))
 
 	e.d.MustDocker(t, "run", "-d", "--name", "ctr", dockerd.Image, "sleep", "3600")
 	if access == "setgid" {

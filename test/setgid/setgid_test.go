@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dockwatch/dockwatch/internal/loader"
+	"github.com/dockwatch/dockwatch/internal/testutil/attack"
 	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 	"github.com/dockwatch/dockwatch/internal/testutil/dockerd"
 	"github.com/dockwatch/dockwatch/internal/testutil/gobuild"
@@ -38,8 +39,7 @@ type fixture struct {
 	group     *sysuser.Group
 	dir       string
 	bin       string // dockwatch
-	bypass    string // test/e2e's bypass program (io_uring connect, pidfd_getfd)
-	attackBin string // testdata/attack
+	attackBin string // internal/testutil/attack's program
 }
 
 // scenario is one access mode with its own supervised user and running dockwatch.
@@ -109,10 +109,8 @@ func (f *fixture) setUp(t *testing.T) {
 		t.Fatalf("hard-link the socket: %v", err)
 	}
 	f.bin = gobuild.Dockwatch(t, filepath.Join(dir, "bin"))
-	f.bypass = filepath.Join(dir, "bin", "bypass")
-	gobuild.Build(t, "test/e2e/testdata/bypass", f.bypass)
 	f.attackBin = filepath.Join(dir, "bin", "attack")
-	gobuild.Build(t, "test/setgid/testdata/attack", f.attackBin)
+	gobuild.Build(t, "internal/testutil/attack/cmd/attack", f.attackBin)
 	if err := copyFile(f.d.CLI, filepath.Join(dir, "bin", "docker-copy"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -312,24 +310,8 @@ func (s *scenario) reached(t *testing.T, mark int64, since time.Time) []string {
 	return out
 }
 
-func curlArgs(socket string) []string {
-	return []string{"curl", "-sS", "--max-time", "10", "--unix-socket", socket, "-X", "POST",
-		"-H", "Content-Type: application/json", "-d", `{"Cmd":["true"]}`, "http://docker/containers/ctr/exec"}
-}
-
-func execRequest() string {
-	body := `{"Cmd":["true"]}`
-	return "POST /containers/ctr/exec HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n" +
-		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-}
-
 func (s *scenario) attack(t *testing.T, id string) attempt {
 	sock := s.d.Socket
-	const python = `import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode())
-print(s.recv(4096))`
 	var a attempt
 	inner := func(mark string, env []string, argv ...string) {
 		os.Remove(s.mark(mark))
@@ -341,28 +323,28 @@ print(s.recv(4096))`
 	}
 	switch id {
 	case "curl":
-		a.res = s.run(t, nil, nil, "/usr/bin/curl", curlArgs(sock)...)
+		a.res = s.run(t, nil, nil, "/usr/bin/curl", attack.Curl(sock)...)
 	case "python":
-		a.res = s.run(t, nil, nil, "/usr/bin/python3", "python3", "-c", python, sock, execRequest())
+		a.res = s.run(t, nil, nil, "/usr/bin/python3", "python3", "-c", attack.Python, sock, attack.ExecRequest())
 	case "nc":
-		a.res = s.run(t, nil, strings.NewReader(execRequest()), "/usr/bin/nc", "nc", "-N", "-w", "5", "-U", sock)
+		a.res = s.run(t, nil, strings.NewReader(attack.ExecRequest()), "/usr/bin/nc", "nc", "-N", "-w", "5", "-U", sock)
 	case "symlink":
-		a.res = s.run(t, nil, nil, "/usr/bin/curl", curlArgs(s.link())...)
+		a.res = s.run(t, nil, nil, "/usr/bin/curl", attack.Curl(s.link())...)
 	case "hardlink":
-		a.res = s.run(t, nil, nil, "/usr/bin/curl", curlArgs(s.hardLink())...)
+		a.res = s.run(t, nil, nil, "/usr/bin/curl", attack.Curl(s.hardLink())...)
 	case "proc-root":
-		a.res = s.run(t, nil, nil, "/usr/bin/curl", curlArgs("/proc/self/root"+sock)...)
+		a.res = s.run(t, nil, nil, "/usr/bin/curl", attack.Curl("/proc/self/root"+sock)...)
 	case "userns-bind":
 		target := s.mark("bind.sock")
-		script := "touch " + target + " && mount --bind " + sock + " " + target + " && exec " + strings.Join(quoteAll(curlArgs(target)), " ")
+		script := "touch " + target + " && mount --bind " + sock + " " + target + " && exec " + strings.Join(attack.ShellQuote(attack.Curl(target)), " ")
 		a.res = s.run(t, nil, nil, "/usr/bin/unshare", "unshare", "-Urm", "/bin/sh", "-c", script)
 		if strings.Contains(string(a.res.Stderr), "unshare failed") || strings.Contains(string(a.res.Stderr), "Operation not permitted") {
 			t.Skipf("no unprivileged user namespaces here: %v", a.res)
 		}
 	case "iouring":
-		a.res = s.run(t, nil, nil, s.bypass, "bypass", "iouring-connect", sock)
+		a.res = s.run(t, nil, nil, s.attackBin, "attack", "iouring-connect", sock)
 	case "iouring-symlink":
-		a.res = s.run(t, nil, nil, s.bypass, "bypass", "iouring-connect", s.link())
+		a.res = s.run(t, nil, nil, s.attackBin, "attack", "iouring-connect", s.link())
 	case "thread-race":
 		a.res = s.run(t, nil, nil, s.attackBin, "attack", "race", s.link())
 	case "memfd-copy":
@@ -405,7 +387,7 @@ func (s *scenario) stealFromCLI(t *testing.T, id string) attempt {
 	pid := cmd.Process.Pid
 	fd := -1
 	for deadline := time.Now().Add(10 * time.Second); fd < 0 && time.Now().Before(deadline); {
-		fd = socketFd(pid)
+		fd = attack.SocketFd(pid)
 		time.Sleep(50 * time.Millisecond)
 	}
 	if fd < 0 {
@@ -415,7 +397,7 @@ func (s *scenario) stealFromCLI(t *testing.T, id string) attempt {
 	if id == "ptrace" {
 		a.res = s.run(t, nil, nil, s.attackBin, "attack", "ptrace", strconv.Itoa(pid))
 	} else {
-		a.res = s.run(t, nil, nil, s.bypass, "bypass", "pidfd-getfd", strconv.Itoa(pid), strconv.Itoa(fd))
+		a.res = s.run(t, nil, nil, s.attackBin, "attack", "pidfd-getfd", strconv.Itoa(pid), strconv.Itoa(fd))
 	}
 	switch {
 	case a.res.ExitCode == 0:
@@ -440,31 +422,6 @@ func (s *scenario) reportedSetgidExec(t *testing.T, id, path string) {
 		}
 	}
 	t.Errorf("%s: dockwatch reported no setgid-untrusted-exec kill naming %s and %s", id, path, s.cli)
-}
-
-func socketFd(pid int) int {
-	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return -1
-	}
-	for _, ent := range entries {
-		target, err := os.Readlink(filepath.Join(dir, ent.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:") {
-			if n, err := strconv.Atoi(ent.Name()); err == nil && n > 2 {
-				return n
-			}
-		}
-	}
-	return -1
-}
-
-func quoteAll(words []string) []string {
-	out := make([]string, len(words))
-	for i, w := range words {
-		out[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-	}
-	return out
 }
 
 func mkdirOwned(t *testing.T, p string, owner *sysuser.User) {

@@ -1,17 +1,26 @@
-// Command bypass tries ways around the socket gate that need more than a shell tool. The e2e
-// test runs it as the supervised user.
+// Command attack tries the ways around the socket gate that need more than a shell tool. The
+// privileged suites (test/e2e, test/setgid) run it as the supervised user.
 //
-//	bypass iouring-connect SOCKET   connect with io_uring (no connect syscall), then send an
-//	                                exec-create request for container ctr
-//	bypass pidfd-getfd PID FD       copy file descriptor FD out of process PID
+//	attack iouring-connect SOCKET  connect with io_uring (no connect syscall), then send an
+//	                               exec-create request for container ctr
+//	attack pidfd-getfd PID FD      copy file descriptor FD out of process PID
+//	attack race SOCKET             one thread connects while another keeps writing an
+//	                               exec-create request on the same socket, so the request
+//	                               leaves the moment the connection exists, before any
+//	                               post-connect check can act
+//	attack memfd FILE ARGV...      copy FILE into a memfd and execveat it (AT_EMPTY_PATH)
+//	attack ptrace PID              PTRACE_SEIZE a running process (and let go again)
 //
-// Exit status: 0 when the attempt worked (the socket answered, or the descriptor was copied),
-// 3 when it was refused, 2 for usage errors and anything unexpected.
+// Exit status: 0 when the attempt worked (the socket answered, with 201 for race; the
+// descriptor was copied; the process was seized), 3 when it was refused, 2 for usage errors and
+// anything unexpected.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -19,14 +28,19 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockwatch/dockwatch/internal/testutil/attack"
 )
 
+const usage = "usage: attack iouring-connect SOCKET | pidfd-getfd PID FD | race SOCKET | memfd FILE ARGV... | ptrace PID"
+
 func main() {
-	if len(os.Args) < 2 {
-		fail(2, "usage: bypass iouring-connect SOCKET | bypass pidfd-getfd PID FD")
+	if len(os.Args) < 3 {
+		fail(2, usage)
 	}
 	switch os.Args[1] {
 	case "iouring-connect":
@@ -44,8 +58,18 @@ func main() {
 			fail(2, "pidfd-getfd: bad PID or FD")
 		}
 		pidfdGetfd(pid, fd)
+	case "race":
+		race(os.Args[2])
+	case "memfd":
+		memfd(os.Args[2], os.Args[3:])
+	case "ptrace":
+		pid, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			fail(2, "ptrace: bad pid %q", os.Args[2])
+		}
+		seize(pid)
 	default:
-		fail(2, "unknown attempt %q", os.Args[1])
+		fail(2, "unknown attempt %q; %s", os.Args[1], usage)
 	}
 }
 
@@ -164,10 +188,7 @@ func iouringConnect(path string) {
 	}
 
 	f := os.NewFile(uintptr(sock), "socket")
-	body := `{"Cmd":["true"]}`
-	req := "POST /containers/ctr/exec HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n" +
-		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	if _, err := f.WriteString(req); err != nil {
+	if _, err := f.WriteString(attack.ExecRequest()); err != nil {
 		fail(3, "send request: %v", err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(f), nil)
@@ -177,7 +198,91 @@ func iouringConnect(path string) {
 	fmt.Println(strings.TrimSpace(resp.Status))
 }
 
+func race(path string) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		fail(2, "socket: %v", err)
+	}
+	req := []byte(attack.ExecRequest())
+	sent := make(chan error, 1)
+	go func() {
+		// Its own OS thread, spinning on write until the other thread's connect completes.
+		runtime.LockOSThread()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			_, err := unix.Write(fd, req)
+			if err == unix.ENOTCONN || err == unix.EAGAIN {
+				continue
+			}
+			sent <- err
+			return
+		}
+		sent <- fmt.Errorf("never connected")
+	}()
+	runtime.LockOSThread()
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		fail(3, "connect %s: %v", path, err)
+	}
+	if err := <-sent; err != nil {
+		fail(3, "send: %v", err)
+	}
+	resp, err := io.ReadAll(io.LimitReader(os.NewFile(uintptr(fd), "socket"), 4096))
+	if err != nil && len(resp) == 0 {
+		fail(3, "read: %v", err)
+	}
+	status, _, _ := bytes.Cut(resp, []byte("\r\n"))
+	fmt.Println(string(status))
+	if !strings.Contains(string(status), " 201 ") {
+		os.Exit(3)
+	}
+}
+
+func memfd(file string, argv []string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fail(2, "read %s: %v", file, err)
+	}
+	fd, err := unix.MemfdCreate("docker", 0)
+	if err != nil {
+		fail(2, "memfd_create: %v", err)
+	}
+	if _, err := unix.Write(fd, data); err != nil {
+		fail(2, "write memfd: %v", err)
+	}
+	argvp, envp := cStrings(argv), cStrings(os.Environ())
+	empty := []byte{0}
+	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(&empty[0])),
+		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
+	fail(2, "execveat: %v", errno)
+}
+
+func seize(pid int) {
+	runtime.LockOSThread()
+	if err := unix.PtraceSeize(pid); err != nil {
+		fail(3, "ptrace seize %d: %v", pid, err)
+	}
+	fmt.Printf("seized %d\n", pid)
+	// PTRACE_DETACH needs a stopped tracee; interrupt it first.
+	_ = unix.PtraceInterrupt(pid)
+	var ws unix.WaitStatus
+	_, _ = unix.Wait4(pid, &ws, unix.WALL, nil)
+	_ = unix.PtraceDetach(pid)
+}
+
+// cStrings is a NULL-terminated array of NUL-terminated strings, for execveat.
+func cStrings(ss []string) []*byte {
+	out := make([]*byte, 0, len(ss)+1)
+	for _, s := range ss {
+		p, err := unix.BytePtrFromString(s)
+		if err != nil {
+			fail(2, "%q: %v", s, err)
+		}
+		out = append(out, p)
+	}
+	return append(out, nil)
+}
+
 func fail(code int, format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bypass: "+format+"\n", args...)
+	fmt.Fprintf(os.Stderr, "attack: "+format+"\n", args...)
 	os.Exit(code)
 }

@@ -1,0 +1,62 @@
+// Package attack holds what the privileged suites (test/e2e, test/setgid) share to attack the
+// socket gate as the supervised user: the exec-create request they try to get to dockerd, the
+// shell tools' command lines, and a look into a running client. The attacks that need more than
+// a shell tool are the program in cmd/attack.
+package attack
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// execBody is the body of the exec-create request: run true in container ctr.
+const execBody = `{"Cmd":["true"]}`
+
+// ExecRequest is a raw HTTP/1.0 request that creates an exec instance in container ctr.
+func ExecRequest() string {
+	return "POST /containers/ctr/exec HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n" +
+		"Content-Length: " + strconv.Itoa(len(execBody)) + "\r\n\r\n" + execBody
+}
+
+// Curl is the argv of curl sending the exec-create request to the socket at path.
+func Curl(path string) []string {
+	return []string{"curl", "-sS", "--max-time", "10", "--unix-socket", path, "-X", "POST",
+		"-H", "Content-Type: application/json", "-d", execBody, "http://docker/containers/ctr/exec"}
+}
+
+// Python is a python3 -c script that connects to the socket argv[1], sends argv[2] and prints
+// the answer.
+const Python = `import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode())
+print(s.recv(4096))`
+
+// SocketFd returns a file descriptor of process pid that is a socket, or -1.
+func SocketFd(pid int) int {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return -1
+	}
+	for _, ent := range entries {
+		target, err := os.Readlink(filepath.Join(dir, ent.Name()))
+		if err == nil && strings.HasPrefix(target, "socket:") {
+			if n, err := strconv.Atoi(ent.Name()); err == nil && n > 2 {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// ShellQuote quotes each word for /bin/sh.
+func ShellQuote(words []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	}
+	return out
+}
