@@ -24,6 +24,7 @@ import (
 	"github.com/dockwatch/dockwatch/internal/testutil/corpus"
 	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 	"github.com/dockwatch/dockwatch/internal/testutil/dockerd"
+	"github.com/dockwatch/dockwatch/internal/testutil/fsutil"
 	"github.com/dockwatch/dockwatch/internal/testutil/gobuild"
 	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
@@ -196,7 +197,7 @@ func (e *env) setUpFixtures(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("create context ctx: %v\n%s", err, out)
 	}
-	if err := chownTree(cfgDir, e.worker.UID, e.worker.GID); err != nil {
+	if err := fsutil.ChownTree(cfgDir, e.worker.UID, e.worker.GID); err != nil {
 		t.Fatal(err)
 	}
 	// A DOCKER_CONFIG whose credential store is the attacker's helper.
@@ -210,14 +211,14 @@ func (e *env) setUpFixtures(t *testing.T) {
 	}
 	write(filepath.Join(sshDir, "config"), "Host dwevil\n\tProxyCommand "+filepath.Join(dir, "bin", "evil-proxycommand")+"\n"+
 		"\tStrictHostKeyChecking no\n\tUserKnownHostsFile /dev/null\n", 0o600)
-	if err := chownTree(sshDir, e.worker.UID, e.worker.GID); err != nil {
+	if err := fsutil.ChownTree(sshDir, e.worker.UID, e.worker.GID); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := copyFile(e.d.CLI, filepath.Join(dir, "bin", "docker"), 0o755); err != nil {
+	if err := fsutil.CopyFile(e.d.CLI, filepath.Join(dir, "bin", "docker"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := copyFile(e.d.CLI, filepath.Join(dir, "bin", "dockr"), 0o755); err != nil {
+	if err := fsutil.CopyFile(e.d.CLI, filepath.Join(dir, "bin", "dockr"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -562,48 +563,12 @@ func (e *env) hop(u *sysuser.User) string {
 	return filepath.Join(e.dir, "bin", "setuidhop-"+u.Name)
 }
 
-// installSetID copies src to dst as root:gid with mode (which carries the set-id bits).
+// installSetID copies src to dst as root:gid with mode (which carries the set-ID bits).
 func installSetID(t *testing.T, src, dst string, gid int, mode os.FileMode) {
 	t.Helper()
-	if err := copyFile(src, dst, 0o700); err != nil {
+	if err := fsutil.InstallSetID(src, dst, gid, mode); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(dst, 0, gid); err != nil {
-		t.Fatal(err)
-	}
-	// chmod after chown: chown clears the set-id bits.
-	if err := os.Chmod(dst, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("copy to %s: %w", dst, err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy to %s: %w", dst, err)
-	}
-	return out.Close()
-}
-
-func chownTree(root string, uid, gid int) error {
-	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := os.Lchown(p, uid, gid); err != nil {
-			return fmt.Errorf("chown %s: %w", p, err)
-		}
-		return nil
-	})
 }
 
 func errString(err error, prefix string) string {

@@ -22,6 +22,7 @@ import (
 	"github.com/dockwatch/dockwatch/internal/testutil/attack"
 	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 	"github.com/dockwatch/dockwatch/internal/testutil/dockerd"
+	"github.com/dockwatch/dockwatch/internal/testutil/fsutil"
 	"github.com/dockwatch/dockwatch/internal/testutil/gobuild"
 	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
@@ -111,7 +112,7 @@ func (f *fixture) setUp(t *testing.T) {
 	f.bin = gobuild.Dockwatch(t, filepath.Join(dir, "bin"))
 	f.attackBin = filepath.Join(dir, "bin", "attack")
 	gobuild.Build(t, "internal/testutil/attack/cmd/attack", f.attackBin)
-	if err := copyFile(f.d.CLI, filepath.Join(dir, "bin", "docker-copy"), 0o755); err != nil {
+	if err := fsutil.CopyFile(f.d.CLI, filepath.Join(dir, "bin", "docker-copy"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -126,13 +127,7 @@ func (f *fixture) scenario(t *testing.T, access string) *scenario {
 		s.worker = sysuser.NewUser(t)
 		s.cli = filepath.Join(f.dir, "bin", "docker-sg")
 		// What `dockwatch install-client` does (cmd/dockwatch tests it on its own).
-		if err := copyFile(f.d.CLI, s.cli, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(s.cli, 0, f.group.GID); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(s.cli, 0o755|os.ModeSetgid); err != nil {
+		if err := fsutil.InstallSetID(f.d.CLI, s.cli, f.group.GID, 0o755|os.ModeSetgid); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.Remove(s.cli) })
@@ -444,21 +439,4 @@ func writeFile(t *testing.T, p, body string, mode os.FileMode, owner *sysuser.Us
 			t.Fatal(err)
 		}
 	}
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("copy to %s: %w", dst, err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy to %s: %w", dst, err)
-	}
-	return out.Close()
 }

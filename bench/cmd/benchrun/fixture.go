@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dockwatch/dockwatch/internal/testutil/fakeapi"
+	"github.com/dockwatch/dockwatch/internal/testutil/fsutil"
 )
 
 // account is a throwaway user the workloads run as.
@@ -219,27 +219,7 @@ func (f *fixture) newAccount(name string, member bool) (account, error) {
 }
 
 func (f *fixture) installSetgid(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
-	if err != nil {
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	// chown clears the setgid bit, so it goes first.
-	if err := os.Chown(dst, 0, int(f.sockGID)); err != nil {
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	return os.Chmod(dst, 0o755|os.ModeSetgid)
+	return fsutil.InstallSetID(src, dst, int(f.sockGID), 0o755|os.ModeSetgid)
 }
 
 // listen serves a unix socket owned by root and the socket's group that accepts and closes.
