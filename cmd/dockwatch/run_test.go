@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,9 +101,9 @@ func TestRunEnforces(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "dockwatch.toml")
-	cfg := fmt.Sprintf("[supervise]\nusers = [\"%d\"]\n[docker]\nsockets = [%q]\nclients = [%q]\nplugin_dirs = [%q]\naccess = \"group\"\n"+
-		"[events]\nsocket = %q\ngroup = \"root\"\n[metrics]\nlisten = \"\"\n[kernel]\nmode = \"tracepoint\"\n",
-		testUID, sock, client, dir, filepath.Join(dir, "events.sock"))
+	cfg := daemon.Config{Users: []string{strconv.Itoa(testUID)}, Sockets: []string{sock}, Clients: []string{client},
+		PluginDirs: []string{dir}, Access: "group", EventsSocket: filepath.Join(dir, "events.sock"), EventsGroup: "root",
+		Extra: "[kernel]\nmode = \"tracepoint\"\n"}
 	pinDir := fmt.Sprintf("%s-test-run-%d", loader.DefaultPinDir, os.Getpid())
 	t.Cleanup(func() {
 		if _, err := os.Stat(pinDir); err == nil {
@@ -110,7 +111,7 @@ func TestRunEnforces(t *testing.T) {
 			loader.Unload(pinDir)
 		}
 	})
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := cfg.Write(cfgPath); err != nil {
 		t.Fatal(err)
 	}
 	ready := filepath.Join(dir, "ready")

@@ -92,31 +92,30 @@ type daemonConfig struct {
 func (e *env) writeConfig(t *testing.T, path string, c daemonConfig) {
 	t.Helper()
 	q := strconv.Quote
-	var b strings.Builder
-	fmt.Fprintf(&b, "[supervise]\nusers = [%s]\n\n[docker]\nsockets = [%s]\nclients = [%s]\nplugin_dirs = [%s]\naccess = \"group\"\n\n",
-		q(e.worker.Name), q(e.d.Socket), q(e.d.CLI), q(filepath.Join(e.dir, "plugins")))
-	b.WriteString("[policy]\nmode = \"enforce\"\n")
+	var extra strings.Builder
+	extra.WriteString("[policy]\nmode = \"enforce\"\n")
 	if c.block != nil {
 		var qs []string
 		for _, s := range c.block {
 			qs = append(qs, q(s))
 		}
-		fmt.Fprintf(&b, "block = [%s]\n", strings.Join(qs, ", "))
+		fmt.Fprintf(&extra, "block = [%s]\n", strings.Join(qs, ", "))
 	}
 	if c.invalidLine != "" {
-		b.WriteString(c.invalidLine + "\n")
+		extra.WriteString(c.invalidLine + "\n")
+	}
+	fmt.Fprintf(&extra, "\n[alerts]\nwebhook_url = %s\nwebhook_secret_file = %s\n", q(c.webhook), q(c.secretFile))
+	if c.dedup != "" {
+		fmt.Fprintf(&extra, "dedup_window = %s\n", q(c.dedup))
 	}
 	history := c.history
 	if history == 0 {
 		history = 1000
 	}
-	fmt.Fprintf(&b, "\n[events]\nsocket = %s\ngroup = %s\nhistory = %d\n", q(filepath.Join(e.dir, "ev.sock")), q(e.evGroup.Name), history)
-	fmt.Fprintf(&b, "\n[alerts]\nwebhook_url = %s\nwebhook_secret_file = %s\n", q(c.webhook), q(c.secretFile))
-	if c.dedup != "" {
-		fmt.Fprintf(&b, "dedup_window = %s\n", q(c.dedup))
-	}
-	fmt.Fprintf(&b, "\n[metrics]\nlisten = %s\n", q(c.metrics))
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+	cfg := daemon.Config{Users: []string{e.worker.Name}, Sockets: []string{e.d.Socket}, Clients: []string{e.d.CLI},
+		PluginDirs: []string{filepath.Join(e.dir, "plugins")}, Access: "group", EventsSocket: e.socket(),
+		EventsGroup: e.evGroup.Name, History: history, Metrics: c.metrics, Extra: extra.String()}
+	if err := cfg.Write(path); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -9,7 +9,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -265,30 +264,11 @@ func removeStaleFixtures(t *testing.T) {
 
 // writeConfig writes a config that supervises user and trusts client, and returns its path.
 func (e *env) writeConfig(t *testing.T, name, user, client string) string {
-	q := strconv.Quote
-	cfg := fmt.Sprintf(`[supervise]
-users = [%s]
-follow_children = true
-
-[docker]
-sockets = [%s]
-clients = [%s]
-plugin_dirs = [%s]
-access = %s
-
-[policy]
-mode = "enforce"
-
-[events]
-socket = %s
-group = "root"
-
-[metrics]
-listen = ""
-`, q(user), q(e.d.Socket), q(client), q(filepath.Join(e.dir, "plugins")), q(e.access),
-		q(filepath.Join(e.dir, "events.sock")))
 	path := filepath.Join(e.dir, name)
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+	cfg := daemon.Config{Users: []string{user}, Sockets: []string{e.d.Socket}, Clients: []string{client},
+		PluginDirs: []string{filepath.Join(e.dir, "plugins")}, Access: e.access,
+		EventsSocket: filepath.Join(e.dir, "events.sock"), EventsGroup: "root"}
+	if err := cfg.Write(path); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -9,7 +9,6 @@ package setgid
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -148,21 +147,9 @@ func (f *fixture) scenario(t *testing.T, access string) *scenario {
 	writeFile(t, filepath.Join(s.home, "credcfg", "config.json"), `{"credsStore":"dwevil"}`+"\n", 0o644, s.worker)
 
 	cfg := filepath.Join(s.home, "dockwatch.toml")
-	q := strconv.Quote
-	writeFile(t, cfg, fmt.Sprintf(`[supervise]
-users = [%s]
-[docker]
-sockets = [%s]
-clients = [%s]
-plugin_dirs = [%s]
-access = %s
-[events]
-socket = %s
-group = "root"
-[metrics]
-listen = ""
-`, q(s.worker.Name), q(f.d.Socket), q(s.cli), q(filepath.Join(f.dir, "plugins")), q(access),
-		q(filepath.Join(s.home, "events.sock"))), 0o644, nil)
+	writeFile(t, cfg, daemon.Config{Users: []string{s.worker.Name}, Sockets: []string{f.d.Socket}, Clients: []string{s.cli},
+		PluginDirs: []string{filepath.Join(f.dir, "plugins")}, Access: access,
+		EventsSocket: filepath.Join(s.home, "events.sock"), EventsGroup: "root"}.TOML(), 0o644, nil)
 	// Pins of our own, removed at exit and again at clean-up: enforcement must not outlive
 	// the test.
 	s.watch = daemon.StartTest(t, daemon.Options{Bin: f.bin, Config: cfg, ReadyFile: filepath.Join(s.home, "ready"),

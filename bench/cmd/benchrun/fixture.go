@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	testdaemon "github.com/dockwatch/dockwatch/internal/testutil/daemon"
 	"github.com/dockwatch/dockwatch/internal/testutil/fakeapi"
 	"github.com/dockwatch/dockwatch/internal/testutil/fsutil"
 )
@@ -145,44 +146,16 @@ func setup(ctx context.Context, goCmd, modRoot, dockerPath, busyboxPath string, 
 	}
 	for _, access := range []string{"group", "setgid"} {
 		sup := f.supervised(access)
-		q := strconv.Quote
-		cfg := fmt.Sprintf(`[supervise]
-users = [%s]
-follow_children = true
-
-[docker]
-sockets = [%s, %s]
-clients = [%s, %s, %s]
-plugin_dirs = [%s]
-access = %s
-
-[policy]
-mode = "enforce"
-
-[events]
-socket = %s
-group = "root"
-%s
-
-[metrics]
-listen = ""
-`, q(sup.name), q(f.fakeSock), q(f.protSock), q(f.docker), q(f.busybox), q(f.client), q(plugins), q(access),
-			q(filepath.Join(f.dir, "events-"+access+".sock")), historyLine(history))
+		cfg := testdaemon.Config{Users: []string{sup.name}, Sockets: []string{f.fakeSock, f.protSock},
+			Clients: []string{f.docker, f.busybox, f.client}, PluginDirs: []string{plugins}, Access: access,
+			EventsSocket: filepath.Join(f.dir, "events-"+access+".sock"), EventsGroup: "root", History: history}
 		path := filepath.Join(f.dir, access+".toml")
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		if err := cfg.Write(path); err != nil {
 			return f, err
 		}
 		f.configs[access] = path
 	}
 	return f, nil
-}
-
-// historyLine sets [events] history, the events the daemon keeps in memory; 0 keeps the default.
-func historyLine(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf("history = %d", n)
 }
 
 // supervised is the supervised account of a state: dockwatch off runs as the member.
