@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -209,27 +208,10 @@ func (e *env) testPidfdGetfd(t *testing.T) {
 	if e.access != "setgid" {
 		t.Skip("out of scope with group access: pidfd_getfd on a same-user client is stopped by the sandbox (DESIGN.md §1.8, §6)")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd, err := e.worker.Command(ctx, []string{"DOCKER_HOST=" + e.d.Host}, e.cli, "events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Args[0] = "docker"
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
-	fd := -1
-	for deadline := time.Now().Add(10 * time.Second); fd < 0 && time.Now().Before(deadline); {
-		fd = attack.SocketFd(cmd.Process.Pid)
-		time.Sleep(50 * time.Millisecond)
-	}
-	if fd < 0 {
-		t.Fatalf("docker events (pid %d) holds no socket", cmd.Process.Pid)
-	}
+	pid, fd, stop := attack.StartClient(t, e.worker, e.cli, e.d.Host)
+	defer stop()
 	res := run(t, e.worker, nil, nil, filepath.Join(e.dir, "bin", "attack"),
-		"attack", "pidfd-getfd", strconv.Itoa(cmd.Process.Pid), strconv.Itoa(fd))
+		"attack", "pidfd-getfd", strconv.Itoa(pid), strconv.Itoa(fd))
 	t.Logf("outcome: %v", res)
 	if res.ExitCode != 3 {
 		t.Errorf("pidfd_getfd on the setgid client was not refused: %v", res)

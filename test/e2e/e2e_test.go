@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockwatch/dockwatch/internal/testutil/attack"
 	"github.com/dockwatch/dockwatch/internal/testutil/corpus"
 	"github.com/dockwatch/dockwatch/internal/testutil/daemon"
 	"github.com/dockwatch/dockwatch/internal/testutil/dockerd"
@@ -30,21 +31,6 @@ import (
 
 // cmdTimeout bounds every CLI call; a blocked command that is not killed may hang (attach).
 const cmdTimeout = 15 * time.Second
-
-// blockedActions are dockerd event actions (or their prefixes) of the blocked operations.
-var blockedActions = []string{
-	"exec_create", "exec_start", "exec_die", "commit", "export", "attach", "archive-path",
-	"extract-to-dir", "import", "load", "save", "push", "tag",
-}
-
-func isBlockedAction(action string) bool {
-	for _, a := range blockedActions {
-		if action == a || strings.HasPrefix(action, a+":") {
-			return true
-		}
-	}
-	return false
-}
 
 type env struct {
 	access  string // "group" or "setgid"
@@ -325,7 +311,7 @@ func (e *env) quietEvents(t *testing.T, what string, since time.Time) {
 	}
 	var ran []string
 	for _, ev := range events {
-		if isBlockedAction(ev.Action) {
+		if attack.IsBlockedAction(ev.Action) {
 			ran = append(ran, ev.String())
 		}
 	}

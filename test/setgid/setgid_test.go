@@ -28,12 +28,6 @@ import (
 
 const cmdTimeout = 15 * time.Second
 
-// forbidden are dockerd event actions (or prefixes) of operations the policy blocks.
-var forbidden = []string{
-	"exec_create", "exec_start", "exec_die", "commit", "export", "attach", "archive-path",
-	"extract-to-dir", "import", "load", "save", "push", "tag",
-}
-
 type fixture struct {
 	d         *dockerd.Daemon
 	group     *sysuser.Group
@@ -283,10 +277,8 @@ func (s *scenario) reached(t *testing.T, mark int64, since time.Time) []string {
 		t.Fatal(err)
 	}
 	for _, ev := range events {
-		for _, a := range forbidden {
-			if ev.Action == a || strings.HasPrefix(ev.Action, a+":") {
-				out = append(out, ev.String())
-			}
+		if attack.IsBlockedAction(ev.Action) {
+			out = append(out, ev.String())
 		}
 	}
 	return out
@@ -355,26 +347,8 @@ func (s *scenario) attack(t *testing.T, id string) attempt {
 // stealFromCLI starts `docker events` as the worker (allowed, connected, long-running) and
 // tries to take it over: ptrace, or copying its socket with pidfd_getfd.
 func (s *scenario) stealFromCLI(t *testing.T, id string) attempt {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd, err := s.worker.Command(ctx, []string{"DOCKER_HOST=" + s.d.Host}, s.cli, "events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Args[0] = "docker"
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
-	pid := cmd.Process.Pid
-	fd := -1
-	for deadline := time.Now().Add(10 * time.Second); fd < 0 && time.Now().Before(deadline); {
-		fd = attack.SocketFd(pid)
-		time.Sleep(50 * time.Millisecond)
-	}
-	if fd < 0 {
-		t.Fatalf("docker events (pid %d) holds no socket", pid)
-	}
+	pid, fd, stop := attack.StartClient(t, s.worker, s.cli, s.d.Host)
+	defer stop()
 	var a attempt
 	if id == "ptrace" {
 		a.res = s.run(t, nil, nil, s.attackBin, "attack", "ptrace", strconv.Itoa(pid))

@@ -5,10 +5,15 @@
 package attack
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
 
 // execBody is the body of the exec-create request: run true in container ctr.
@@ -59,4 +64,50 @@ func ShellQuote(words []string) []string {
 		out[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 	}
 	return out
+}
+
+// BlockedActions are the dockerd event actions (or their prefixes, before ":") of the
+// operations the policy blocks: none of them may show in dockerd's log after an attack.
+var BlockedActions = []string{
+	"exec_create", "exec_start", "exec_die", "commit", "export", "attach", "archive-path",
+	"extract-to-dir", "import", "load", "save", "push", "tag",
+}
+
+// IsBlockedAction reports whether a dockerd event action is one of BlockedActions.
+func IsBlockedAction(action string) bool {
+	for _, a := range BlockedActions {
+		if action == a || strings.HasPrefix(action, a+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// StartClient starts `docker events` (allowed, connected, long-running) as u with the CLI at
+// cli against DOCKER_HOST host, for the attacks on a running client, and waits until it holds
+// a socket. stop ends it.
+func StartClient(tb testing.TB, u *sysuser.User, cli, host string) (pid, fd int, stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd, err := u.Command(ctx, []string{"DOCKER_HOST=" + host}, cli, "events")
+	if err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	cmd.Args[0] = "docker"
+	if err := cmd.Start(); err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	stop = func() { cancel(); _ = cmd.Wait() }
+	pid, fd = cmd.Process.Pid, -1
+	for deadline := time.Now().Add(10 * time.Second); fd < 0 && time.Now().Before(deadline); {
+		fd = SocketFd(pid)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fd < 0 {
+		stop()
+		tb.Fatalf("docker events (pid %d) holds no socket", pid)
+	}
+	return pid, fd, stop
 }

@@ -45,3 +45,14 @@ func TestSocketFd(t *testing.T) {
 		t.Errorf("SocketFd of no process = %d, want -1", fd)
 	}
 }
+
+func TestIsBlockedAction(t *testing.T) {
+	for action, want := range map[string]bool{
+		"exec_create: true": true, "exec_start": true, "tag": true, "archive-path": true,
+		"start": false, "create": false, "exec": false, "tagged": false,
+	} {
+		if got := IsBlockedAction(action); got != want {
+			t.Errorf("IsBlockedAction(%q) = %v, want %v", action, got, want)
+		}
+	}
+}
