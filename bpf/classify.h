@@ -160,6 +160,7 @@ struct argv_buf {
 	__u32 total;	 /* arg_end - arg_start: what the process really has */
 	__u32 tstart;	 /* start of the token being split */
 	__u32 scan;	 /* where the search for its NUL goes on */
+	__u32 limit;	 /* environment scan (lsm.h): NULs from here on are the next chunk's */
 	__u8 truncated; /* more than MAX_TOKENS tokens or MAX_ARGV_BYTES bytes */
 	__u8 fault;	 /* a read failed */
 	__u16 pad;
@@ -321,10 +322,25 @@ static __always_inline void scratch_release(struct classify_scratch *s)
 	*(volatile __u32 *)&s->busy = 0;
 }
 
+/*
+ * One 8-byte load or store at any address. Unaligned 8-byte accesses to map values are fine
+ * where the kernel has efficient unaligned access (x86-64, arm64); the verifier only enforces
+ * alignment elsewhere. They go through a pointer parameter because clang takes the alignment
+ * of *(__u64 *)&x[i] from x[i] (1 for bytes), and the BPF backend then splits the access into
+ * eight byte loads and seven shifts and ors; from a plain __u64 pointer it takes 8.
+ */
+static __always_inline __u64 load_word(const void *p)
+{
+	return *(const __u64 *)p;
+}
+
+static __always_inline void store_word(void *p, __u64 v)
+{
+	*(__u64 *)p = v;
+}
+
 #define ARGV_BYTE(a, idx) ((a)->data[(idx) & ARGV_DATA_MASK])
-/* Unaligned 8-byte loads from map values are fine where the kernel has efficient unaligned
- * access (x86-64, arm64); the verifier only enforces alignment elsewhere. */
-#define ARGV_WORD(a, idx) (*(__u64 *)&(a)->data[(idx) & ARGV_DATA_MASK])
+#define ARGV_WORD(a, idx) load_word(&(a)->data[(idx) & ARGV_DATA_MASK])
 
 /* Bytes [0, n) of a little-endian word, n in 0..8. */
 static __always_inline __u64 low_bytes(__u64 w, __u32 n)
@@ -343,37 +359,35 @@ static __always_inline __u64 zero_bytes(__u64 w)
 /* ---------------------------------------------------------------------------------------- */
 /* Reading argv                                                                             */
 
-/* Index of the lowest byte with its top bit set; t has only top bits set, and not none. */
+/*
+ * Index of the lowest byte with its top bit set; t has only top bits set, and not none.
+ * Without branches: the verifier would follow each of the eight answers separately through
+ * everything that uses it. low - 1 has the low bit set in bytes 0..j (j the answer), and the
+ * multiplication sums those bits into the top byte.
+ */
 static __always_inline __u32 lowest_flagged_byte(__u64 t)
 {
 	__u64 low = t & -t;
-	__u32 i = 0;
 
-	if (low >> 32) {
-		i += 4;
-		low >>= 32;
-	}
-	if (low >> 16) {
-		i += 2;
-		low >>= 16;
-	}
-	if (low >> 8)
-		i += 1;
-	return i;
+	return ((((low - 1) & 0x0101010101010101ULL) * 0x0101010101010101ULL) >> 56) - 1;
 }
 
 #define SPLIT_WORDS 16 /* words scanned per callback */
 
 /*
- * Finds the NUL that ends the token at tstart, scanning from scan, SPLIT_WORDS words per
- * round. A round costs about as much as a callback call, so most tokens take one round.
+ * Splits SPLIT_WORDS words from scan: every NUL in them ends a token. A word holds up to eight
+ * NULs, so one callback stores many short tokens; the call is what costs, not the scan.
+ *
+ * The token count is read from the map again (volatile) for every NUL: a count kept in a
+ * register would be a different bounded value on every path through the loops, and the
+ * verifier could not prune any of them.
  */
 static long argv_split_step(__u32 idx, struct cls_cb *cb)
 {
 	struct classify_scratch *s = scratch_of(cb);
 	struct argv_buf *a;
-	__u32 scan, nbytes, base, pos, t, w;
-	__u64 word, zeros;
+	__u32 scan, nbytes, base, pos, t, w, k, tstart;
+	__u64 zeros;
 
 	if (!s)
 		return 1;
@@ -383,30 +397,28 @@ static long argv_split_step(__u32 idx, struct cls_cb *cb)
 	for (w = 0; w < SPLIT_WORDS; w++) {
 		base = scan + w * 8;
 		if (base >= nbytes)
-			return 1;
-		word = ARGV_WORD(a, base);
-		zeros = low_bytes(zero_bytes(word), nbytes - base);
-		if (!zeros)
-			continue;
-		pos = base + lowest_flagged_byte(zeros);
-		t = a->ntok;
-		if (t >= MAX_TOKENS) {
-			a->truncated = 1;
-			return 1;
+			break;
+		zeros = low_bytes(zero_bytes(ARGV_WORD(a, base)), nbytes - base);
+		for (k = 0; k < 8 && zeros; k++) {
+			pos = base + lowest_flagged_byte(zeros);
+			zeros &= zeros - 1;
+			t = *(volatile __u32 *)&a->ntok;
+			if (t >= MAX_TOKENS) {
+				a->truncated = 1;
+				return 1;
+			}
+			tstart = *(volatile __u32 *)&a->tstart;
+			/* Keep clang from dropping the mask because of the check above: the
+			 * verifier does not always carry that bound to here. */
+			asm volatile("" : "+r"(t));
+			a->off[t & (MAX_TOKENS - 1)] = tstart;
+			a->len[t & (MAX_TOKENS - 1)] = pos - tstart;
+			*(volatile __u32 *)&a->ntok = t + 1;
+			*(volatile __u32 *)&a->tstart = pos + 1;
 		}
-		a->ntok = t + 1;
-		/* Keep clang from dropping the mask because of the check above: the verifier
-		 * does not always carry that bound to here. */
-		asm volatile("" : "+r"(t));
-		t &= MAX_TOKENS - 1;
-		a->off[t] = a->tstart;
-		a->len[t] = pos - a->tstart;
-		a->tstart = pos + 1;
-		a->scan = pos + 1;
-		return 0;
 	}
-	a->scan = scan + SPLIT_WORDS * 8;
-	return 0;
+	a->scan = scan + w * 8;
+	return w < SPLIT_WORDS;
 }
 
 static __always_inline void argv_read(struct classify_scratch *s, unsigned long start,
@@ -439,7 +451,7 @@ static __always_inline void argv_read(struct classify_scratch *s, unsigned long 
 		return;
 	}
 	a->nbytes = n;
-	bpf_loop(MAX_TOKENS + 1 + MAX_ARGV_BYTES / 8 / SPLIT_WORDS, argv_split_step, &cb, 0);
+	bpf_loop(MAX_ARGV_BYTES / 8 / SPLIT_WORDS + 1, argv_split_step, &cb, 0);
 	/* Bytes after the last NUL are a token cut short: argv did not fit. */
 	if (a->tstart < n)
 		a->truncated = 1;
@@ -525,7 +537,7 @@ static __always_inline struct lex_val *cls_lookup(struct classify_scratch *s, __
 
 		if (len > w * 8)
 			v = low_bytes(ARGV_WORD(&s->argv, off + w * 8), len - w * 8);
-		*(__u64 *)&k->name[w * 8] = v;
+		store_word(&k->name[w * 8], v);
 	}
 	return bpf_map_lookup_elem(&lexicon, k);
 }
@@ -576,7 +588,7 @@ static __always_inline int cls_memeq(struct argv_buf *a, __u32 off, struct patte
 
 		if (n <= w * 8)
 			break;
-		x = ARGV_WORD(a, off + w * 8) ^ *(__u64 *)&p->s[w * 8];
+		x = ARGV_WORD(a, off + w * 8) ^ load_word(&p->s[w * 8]);
 		if (low_bytes(x, n - w * 8))
 			return 0;
 	}

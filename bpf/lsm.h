@@ -86,9 +86,6 @@ struct env_cb {
 	__u64 start; /* mm->env_start */
 	__u64 total; /* bytes of environment */
 	__u32 slot;
-	__u32 scan;  /* next buffer index to look for a NUL at */
-	__u32 limit; /* NULs at or after this index belong to the next chunk */
-	__u32 n;     /* bytes in the buffer */
 	__u8 found;  /* a loader variable is set */
 	__u8 done;   /* the chunk was scanned to its limit */
 	__u8 fault;  /* a read failed */
@@ -113,10 +110,20 @@ static __always_inline int env_var_tampers(struct argv_buf *a, __u32 q)
 	return 0;
 }
 
-/* One word: either no NUL in it, or the first NUL and a check of the string after it. */
+#define ENV_WORDS 16 /* words scanned per callback */
+#define ENV_W_L 0x4c4c4c4c4c4c4c4cULL /* "LLLLLLLL" */
+#define ENV_W_D 0x4444444444444444ULL /* "DDDDDDDD" */
+
+/*
+ * ENV_WORDS words from the scan position: every loader variable starts with "LD", so only a
+ * string that starts with "LD" (right after a NUL below limit) is looked at, and the scan goes
+ * on after it. The position is kept in the scratch map (argv.scan, unused until argv is read),
+ * not in *cb on the stack: the verifier tracks a stack value exactly and would check the
+ * callback again for every position it can end at.
+ */
 static long env_word_step(__u32 idx, struct env_cb *cb)
 {
-	__u32 slot = cb->slot, base = cb->scan, pos;
+	__u32 slot = cb->slot, limit, base, w, pos;
 	struct classify_scratch *s;
 	struct argv_buf *a;
 	__u64 zeros;
@@ -125,21 +132,33 @@ static long env_word_step(__u32 idx, struct env_cb *cb)
 	if (!s)
 		return 1;
 	a = &s->argv;
-	if (base >= cb->limit) {
-		cb->done = 1;
-		return 1;
-	}
-	zeros = low_bytes(zero_bytes(ARGV_WORD(a, base)), cb->limit - base);
-	if (!zeros) {
-		cb->scan = base + 8;
+	base = a->scan;
+	limit = a->limit;
+	for (w = 0; w < ENV_WORDS; w++, base += 8) {
+		if (base >= limit) {
+			cb->done = 1;
+			return 1;
+		}
+		/* byte j flagged: data[base+j] is NUL, data[base+j+1..+2] is "LD" */
+		zeros = zero_bytes(ARGV_WORD(a, base)) &
+			zero_bytes(ARGV_WORD(a, base + 1) ^ ENV_W_L) &
+			zero_bytes(ARGV_WORD(a, base + 2) ^ ENV_W_D);
+		if (!zeros)
+			continue;
+		pos = base + lowest_flagged_byte(zeros) + 1;
+		/* A NUL at or after limit is the next chunk's (or past the end). */
+		if (pos > limit) {
+			cb->done = 1;
+			return 1;
+		}
+		if (pos < a->nbytes && env_var_tampers(a, pos)) {
+			cb->found = 1;
+			return 1;
+		}
+		a->scan = pos;
 		return 0;
 	}
-	pos = base + lowest_flagged_byte(zeros) + 1;
-	if (pos < cb->n && env_var_tampers(a, pos)) {
-		cb->found = 1;
-		return 1;
-	}
-	cb->scan = pos;
+	a->scan = base;
 	return 0;
 }
 
@@ -173,12 +192,14 @@ static long env_chunk_step(__u32 idx, struct env_cb *cb)
 		cb->found = 1;
 		return 1;
 	}
-	cb->scan = 0;
-	cb->n = n;
-	cb->limit = n < ENV_CHUNK ? n : ENV_CHUNK;
+	/* In the map, not in *cb: the verifier would tell each chunk's bounds apart. */
+	a->scan = 0;
+	a->nbytes = n;
+	a->limit = n < ENV_CHUNK ? n : ENV_CHUNK;
 	cb->done = 0;
-	/* Each round passes a word or finds a NUL: a string per byte at worst. */
-	bpf_loop(ENV_CHUNK / 8 + ENV_CHUNK + 1, env_word_step, cb, 0);
+	/* Each round passes ENV_WORDS words or a string that starts with "LD" (two bytes at
+	 * least, with its NUL). */
+	bpf_loop(ENV_CHUNK / 8 / ENV_WORDS + ENV_CHUNK / 2 + 1, env_word_step, cb, 0);
 	return cb->found || !cb->done;
 }
 

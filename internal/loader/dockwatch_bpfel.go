@@ -100,11 +100,13 @@ type dockwatchClassifyScratch struct {
 		Total     uint32
 		Tstart    uint32
 		Scan      uint32
+		Limit     uint32
 		Truncated uint8
 		Fault     uint8
 		Pad       uint16
 		Off       [256]uint16
 		Len       [256]uint16
+		_         [4]byte
 		Data      [16448]uint8
 	}
 }
