@@ -145,6 +145,19 @@ func stop(t *testing.T, d *daemon.Daemon) {
 	}
 }
 
+// reload writes c to the config at path, sends d SIGHUP and waits until the daemon's stderr
+// says want n times in all.
+func (e *env) reload(t *testing.T, d *daemon.Daemon, path string, c daemonConfig, want string, n int) {
+	t.Helper()
+	e.writeConfig(t, path, c)
+	if err := d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("%q %d times on stderr after SIGHUP", want, n), 20*time.Second, func() bool {
+		return strings.Count(d.Stderr(), want) >= n
+	})
+}
+
 // docker runs the docker CLI as the worker and reports whether SIGKILL ended it.
 func (e *env) docker(t *testing.T, args ...string) (killed bool, res sysuser.Result) {
 	t.Helper()
@@ -507,36 +520,22 @@ func (e *env) testRestartReload(t *testing.T) {
 		t.Fatalf("docker logs killed before the reload: %v", res)
 	}
 	fromLogs := e.d.LogOffset()
-	e.writeConfig(t, cfg, daemonConfig{block: []string{"exec", "cp", "commit", "diff", "export", "import", "load",
-		"save", "attach", "push", "tag", "logs"}})
-	if err := d2.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(d2.Stderr(), "reloaded") })
+	e.reload(t, d2, cfg, daemonConfig{block: []string{"exec", "cp", "commit", "diff", "export", "import", "load",
+		"save", "attach", "push", "tag", "logs"}}, "reloaded", 1)
 	if killed, res := e.docker(t, "logs", "ctr"); !killed {
 		t.Errorf("docker logs not killed after the reload: %v", res)
 	}
 
 	// Reload with a changed load-time setting: new programs are attached next to the old
 	// ones before those go.
-	e.writeConfig(t, cfg, daemonConfig{block: []string{"exec", "cp", "commit", "diff", "export", "import", "load",
-		"save", "attach", "push", "tag", "logs"}, invalidLine: `undecided = "allow"`})
-	if err := d2.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the reload that replaces programs", 20*time.Second, func() bool {
-		return strings.Count(d2.Stderr(), "reloaded") >= 2
-	})
+	e.reload(t, d2, cfg, daemonConfig{block: []string{"exec", "cp", "commit", "diff", "export", "import", "load",
+		"save", "attach", "push", "tag", "logs"}, invalidLine: `undecided = "allow"`}, "reloaded", 2)
 	if !strings.Contains(d2.Stderr(), "programs replaced") {
 		t.Errorf("changing policy.undecided did not replace the programs:\n%s", daemon.Tail(d2.Stderr(), 5))
 	}
 
 	// Reload with an invalid policy: rejected with key and line, the policy above stays.
-	e.writeConfig(t, cfg, daemonConfig{block: []string{"exec", "logs"}, invalidLine: `escape = "sometimes"`})
-	if err := d2.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the rejected reload", 20*time.Second, func() bool { return strings.Contains(d2.Stderr(), "reload rejected") })
+	e.reload(t, d2, cfg, daemonConfig{block: []string{"exec", "logs"}, invalidLine: `escape = "sometimes"`}, "reload rejected", 1)
 	rejected := d2.Stderr()
 	if !strings.Contains(rejected, "policy.escape") || !strings.Contains(rejected, "rr.toml:") {
 		t.Errorf("the rejection does not name the key and line:\n%s", daemon.Tail(rejected, 5))

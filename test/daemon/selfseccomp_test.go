@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -126,22 +125,12 @@ func (e *env) testSelfSeccomp(t *testing.T) {
 	}
 	blockLogs := []string{"exec", "cp", "commit", "diff", "export", "import", "load", "save", "attach",
 		"push", "tag", "logs"}
-	e.writeConfig(t, cfg, daemonConfig{block: blockLogs})
-	if err := d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the reload", 20*time.Second, func() bool { return strings.Contains(d.Stderr(), "reloaded") })
+	e.reload(t, d, cfg, daemonConfig{block: blockLogs}, "reloaded", 1)
 	if killed, res := e.docker(t, "logs", "ctr"); !killed {
 		t.Errorf("docker logs not killed after a reload under the filter: %v", res)
 	}
 	// A reload that loads and attaches new programs and renames their pins into place.
-	e.writeConfig(t, cfg, daemonConfig{block: blockLogs, invalidLine: `undecided = "allow"`})
-	if err := d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the reload that replaces programs", 20*time.Second, func() bool {
-		return strings.Count(d.Stderr(), "reloaded") >= 2
-	})
+	e.reload(t, d, cfg, daemonConfig{block: blockLogs, invalidLine: `undecided = "allow"`}, "reloaded", 2)
 	if !strings.Contains(d.Stderr(), "programs replaced") {
 		t.Errorf("changing policy.undecided did not replace the programs under the filter:\n%s", daemon.Tail(d.Stderr(), 5))
 	}

@@ -29,9 +29,6 @@ import (
 	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
 
-// cmdTimeout bounds every CLI call; a blocked command that is not killed may hang (attach).
-const cmdTimeout = 15 * time.Second
-
 type env struct {
 	access  string // "group" or "setgid"
 	d       *dockerd.Daemon
@@ -263,19 +260,7 @@ func (e *env) writeConfig(t *testing.T, name, user, client string) string {
 // run runs argv (argv[0] as given, the program at path) as u with a timeout.
 func run(t *testing.T, u *sysuser.User, env []string, stdin io.Reader, path string, argv ...string) sysuser.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd, err := u.Command(ctx, env, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Args = argv
-	cmd.Stdin = stdin
-	res, err := sysuser.RunCmd(ctx, cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return attack.Run(t, u, env, stdin, path, argv...)
 }
 
 // dockerAs runs the docker CLI as u against the private dockerd: the trusted client for the

@@ -26,8 +26,6 @@ import (
 	"github.com/dockwatch/dockwatch/internal/testutil/sysuser"
 )
 
-const cmdTimeout = 15 * time.Second
-
 type fixture struct {
 	d         *dockerd.Daemon
 	group     *sysuser.Group
@@ -186,19 +184,7 @@ func (s *scenario) testAllowed(t *testing.T) {
 
 func (s *scenario) run(t *testing.T, env []string, stdin io.Reader, path string, argv ...string) sysuser.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd, err := s.worker.Command(ctx, append([]string{"DOCKER_HOST=" + s.d.Host}, env...), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Args = argv
-	cmd.Stdin = stdin
-	res, err := sysuser.RunCmd(ctx, cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return attack.Run(t, s.worker, append([]string{"DOCKER_HOST=" + s.d.Host}, env...), stdin, path, argv...)
 }
 
 // attempt is what one run of an attack did.

@@ -6,6 +6,7 @@ package attack
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,4 +111,27 @@ func StartClient(tb testing.TB, u *sysuser.User, cli, host string) (pid, fd int,
 		tb.Fatalf("docker events (pid %d) holds no socket", pid)
 	}
 	return pid, fd, stop
+}
+
+// CmdTimeout bounds every attack and CLI call of the suites: a blocked command that is not
+// killed may hang (attach).
+const CmdTimeout = 15 * time.Second
+
+// Run runs the program at path with argv (argv[0] as given) as u, with env and stdin, and fails
+// tb when it cannot run it at all. It gives up after CmdTimeout.
+func Run(tb testing.TB, u *sysuser.User, env []string, stdin io.Reader, path string, argv ...string) sysuser.Result {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), CmdTimeout)
+	defer cancel()
+	cmd, err := u.Command(ctx, env, path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Args = argv
+	cmd.Stdin = stdin
+	res, err := sysuser.RunCmd(ctx, cmd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return res
 }
