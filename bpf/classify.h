@@ -1179,10 +1179,9 @@ static __always_inline int cls_next_value(struct cls_state *st, struct argv_buf 
 	return 1;
 }
 
-/* One letter of a shorthand cluster "-abc" at token t_idx. */
-static long cls_cluster_step(__u32 idx, struct cls_cb *cb)
+/* One letter of a shorthand cluster "-abc" at token t_idx; 1 when the cluster is done. */
+static __always_inline long cls_cluster_letter(struct classify_scratch *s)
 {
-	struct classify_scratch *s = scratch_of(cb);
 	struct cls_state *st;
 	struct argv_buf *a;
 	struct lex_val *lv;
@@ -1239,6 +1238,13 @@ static long cls_cluster_step(__u32 idx, struct cls_cb *cb)
 parse_error:
 	cls_parse_error(st, i);
 	return 1;
+}
+
+static long cls_cluster_step(__u32 idx, struct cls_cb *cb)
+{
+	struct classify_scratch *s = scratch_of(cb);
+
+	return s ? cls_cluster_letter(s) : 1;
 }
 
 static __always_inline void cls_long_flag(struct classify_scratch *s, struct cls_cb *cb, __u32 i,
@@ -1322,7 +1328,9 @@ static long cls_step(__u32 idx, struct cls_cb *cb)
 		st->t_off = off;
 		st->t_len = len;
 		st->j = 1;
-		bpf_loop(CLUSTER_MAX + 1, cls_cluster_step, cb, 0);
+		/* Most clusters are one letter ("-e"): no callback for those. */
+		if (len > 2 || !cls_cluster_letter(s))
+			bpf_loop(CLUSTER_MAX + 1, cls_cluster_step, cb, 0);
 	}
 	if (st->v_effect && !st->done)
 		cls_apply_value(s, cb);
