@@ -53,10 +53,16 @@ var (
 	pluginExec = regexp.MustCompile(`exec'd: docker-(compose|buildx) argv=(\[.*?\])`)
 )
 
-// Path is the corpus file in this checkout.
+// Path is the corpus file in this checkout. Outside a checkout (a test binary run inside the
+// VM matrix, next to a copy of its package's testdata/) it is testdata/docker-argv.tsv in the
+// working directory.
 func Path() (string, error) {
 	root, err := gobuild.ModuleRoot()
 	if err != nil {
+		local := filepath.Join("testdata", "docker-argv.tsv")
+		if _, serr := os.Stat(local); serr == nil {
+			return local, nil
+		}
 		return "", err
 	}
 	return filepath.Join(root, "internal", "policy", "testdata", "docker-argv.tsv"), nil
