@@ -117,10 +117,17 @@ static __always_inline void count(__u32 idx)
 		*c += 1;
 }
 
+/*
+ * The programs read kernel structures through the BTF pointers their context or
+ * bpf_get_current_task_btf gives them: plain loads, which the verifier turns into loads that
+ * read 0 on a fault (as BPF_CORE_READ does), without a bpf_probe_read_kernel call each. The
+ * exec hook alone made some thirty of those calls per supervised exec.
+ */
 static __always_inline int uid_supervised(struct task_struct *task)
 {
-	__u32 uid = BPF_CORE_READ(task, cred, uid.val);
-	__u32 euid = BPF_CORE_READ(task, cred, euid.val);
+	const struct cred *cred = task->cred;
+	__u32 uid = cred->uid.val;
+	__u32 euid = cred->euid.val;
 
 	return bpf_map_lookup_elem(&supervised_uids, &uid) ||
 	       bpf_map_lookup_elem(&supervised_uids, &euid);
@@ -136,17 +143,20 @@ static __always_inline int verdict_allows(__u8 verdict)
 /* Fills the fields every event has. */
 static __always_inline void event_fill(struct event *ev, struct task_struct *task, __u32 kind)
 {
+	const struct cred *cred = task->cred;
+	struct inode *exe = task->mm->exe_file->f_inode;
+
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->kind = kind;
 	ev->ktime_ns = bpf_ktime_get_boot_ns();
-	ev->pid = BPF_CORE_READ(task, pid);
-	ev->tgid = BPF_CORE_READ(task, tgid);
-	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	ev->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
-	ev->uid = BPF_CORE_READ(task, cred, uid.val);
-	ev->euid = BPF_CORE_READ(task, cred, euid.val);
-	ev->exe_ino = BPF_CORE_READ(task, mm, exe_file, f_inode, i_ino);
-	ev->exe_dev = BPF_CORE_READ(task, mm, exe_file, f_inode, i_sb, s_dev);
+	ev->pid = task->pid;
+	ev->tgid = task->tgid;
+	ev->ppid = task->real_parent->tgid;
+	ev->start_boottime = task->group_leader->start_boottime;
+	ev->uid = cred->uid.val;
+	ev->euid = cred->euid.val;
+	ev->exe_ino = exe->i_ino;
+	ev->exe_dev = exe->i_sb->s_dev;
 	ev->bin = BIN_NONE;
 }
 
@@ -273,9 +283,9 @@ int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm
 	if (dw_cfg.follow_children)
 		st->supervised = 1;
 
-	inode = BPF_CORE_READ(bprm, file, f_inode);
-	id.ino = BPF_CORE_READ(inode, i_ino);
-	id.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	inode = bprm->file->f_inode;
+	id.ino = inode->i_ino;
+	id.dev = inode->i_sb->s_dev;
 	binp = bpf_map_lookup_elem(&trusted_clients, &id);
 	if (!binp) {
 		st->verdict = VERDICT_NOT_CLIENT;
@@ -285,7 +295,7 @@ int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm
 	}
 	bin = *binp;
 
-	if (BPF_CORE_READ(task, ptrace)) {
+	if (task->ptrace) {
 		/* A tracer could rewrite the vetted argv or memory after this check. */
 		verdict = VERDICT_BLOCK;
 		flags |= EVENT_F_PTRACED;
@@ -293,11 +303,12 @@ int BPF_PROG(dw_exec, struct task_struct *task, int old_pid, struct linux_binprm
 		verdict = VERDICT_UNDECIDED;
 		flags |= EVENT_F_ARGV_TRUNCATED;
 	} else {
-		struct mm_struct *mm = BPF_CORE_READ(task, mm);
+		struct mm_struct *mm = task->mm;
+		unsigned long arg_start = mm->arg_start, arg_end = mm->arg_end;
 		/* Before argv: the scan uses the argv buffer. */
 		int tampered = env_tampered(s, task);
 
-		argv_read_user(s, BPF_CORE_READ(mm, arg_start), BPF_CORE_READ(mm, arg_end));
+		argv_read_user(s, arg_start, arg_end);
 		classify(s, bin, &res);
 		verdict = res.verdict;
 		if (s->argv.truncated || s->argv.fault)

@@ -211,8 +211,8 @@ static long env_chunk_step(__u32 idx, struct env_cb *cb)
  */
 static __always_inline int env_tampered(struct classify_scratch *s, struct task_struct *task)
 {
-	struct mm_struct___lsm *mm = (void *)BPF_CORE_READ(task, mm);
-	unsigned long start = BPF_CORE_READ(mm, env_start), end = BPF_CORE_READ(mm, env_end);
+	struct mm_struct___lsm *mm = (void *)task->mm;
+	unsigned long start = mm->env_start, end = mm->env_end;
 	struct env_cb cb = { .slot = s->st.slot };
 
 	if (end <= start)
