@@ -1,6 +1,6 @@
 // Command testsummary reads `go test -json` on stdin and prints a short report: the full output
-// of every failed test, every skipped test with its reason, build errors, one line per package
-// like plain `go test`, and totals. It exits 1 when anything failed.
+// of every failed test, every skipped test with its reason, build errors, lines a test marks
+// "[report] ", one line per package like plain `go test`, and totals. It exits 1 when anything failed.
 //
 // Usage: go test -json ./... | go run ./.ci/testsummary
 package main
@@ -53,6 +53,10 @@ func summarize(in io.Reader, out io.Writer) int {
 			failedPkgs[pkg] = true
 		case "output":
 			output[k] = append(output[k], e.Output)
+			// Figures a test wants in the CI log whatever the outcome (the VM matrix wall time).
+			if _, rest, ok := strings.Cut(e.Output, "[report] "); ok {
+				fmt.Fprintf(out, "%s: %s", short(e.Package), rest)
+			}
 		case "pass":
 			if e.Test != "" {
 				passed++
