@@ -18,21 +18,20 @@ let
 
   # The exec chain of a docker command in setgid mode, and what the daemon trusts at each step:
   #   /run/wrappers/bin/docker   the setgid copy NixOS makes of its wrapper program at every
-  #                              activation (a new inode each time). It is the one file with the
-  #                              setgid bit, so it is the trusted *client*: its argv is classified.
+  #                              activation (a new inode each time). It only gives the docker
+  #                              group and execs its source: a *helper* that is a setgid launcher.
   #   ${docker}/bin/docker        nixpkgs' binary wrapper (sets PATH and DOCKER_CLI_PLUGIN_DIRS)
-  #   ${docker}/libexec/docker/docker   the real CLI
-  # The last two run with the docker egid inherited from the first, so they are *helpers*: a
-  # process holding the socket's group may exec them, nothing else. Their store inodes are stable.
+  #   ${docker}/libexec/docker/docker   the real CLI, the process that connects to the socket
+  # The last two are trusted *clients*: each exec's argv (the user's, passed through) is
+  # classified, so the process that connects carries its own ALLOW verdict, which the connect
+  # gate (and the LSM gate in lsm mode) requires. The daemon accepts clients without the setgid
+  # bit because a setgid launcher of the socket's group is among the helpers.
   # Because the wrapper's inode changes on every activation, the wrappers service reloads
   # dockwatch after it has rebuilt them (see systemd.services.suid-sgid-wrappers below).
   wrapperPath = "${config.security.wrapperDir}/docker";
   cliChain = [ "${cfg.dockerPackage}/bin/docker" "${cfg.dockerPackage}/libexec/docker/docker" ];
-  trustedClients =
-    if cfg.clients != null then cfg.clients
-    else if cfg.access == "setgid" then [ wrapperPath ]
-    else cliChain;
-  trustedHelpers = (optionals (cfg.access == "setgid" && cfg.clients == null) cliChain) ++ cfg.helpers;
+  trustedClients = if cfg.clients != null then cfg.clients else cliChain;
+  trustedHelpers = (optionals (cfg.access == "setgid" && cfg.clients == null) [ wrapperPath ]) ++ cfg.helpers;
 
   settings = {
     supervise = {
@@ -142,10 +141,10 @@ in
       type = types.nullOr (types.listOf types.str);
       default = null;
       description = ''
-        Trusted docker CLI binaries (identified by device and inode). null derives them:
-        setgid access trusts the setgid wrapper in security.wrapperDir and lets it exec
-        dockerPackage's bin/docker and libexec/docker/docker as helpers; group access trusts
-        those two directly.
+        Trusted docker CLI binaries (identified by device and inode; their argv is classified).
+        null means dockerPackage's bin/docker and libexec/docker/docker. With setgid access the
+        setgid wrapper in security.wrapperDir is added to the helpers: it gives the docker group
+        and execs bin/docker.
       '';
     };
 

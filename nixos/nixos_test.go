@@ -244,11 +244,11 @@ func TestEnabledDefaults(t *testing.T) {
 
 	// The generated TOML has exactly the DESIGN §4 keys, and the daemon accepts it.
 	docker, _ := s.TOML["docker"].(map[string]any)
-	if got := strs(t, docker["clients"]); !slices.Equal(got, []string{"/run/wrappers/bin/docker"}) {
-		t.Errorf("docker.clients = %v, want the setgid wrapper", got)
+	if got := strs(t, docker["clients"]); !slices.Equal(got, []string{s.Docker + "/bin/docker", s.Docker + "/libexec/docker/docker"}) {
+		t.Errorf("docker.clients = %v, want the CLI chain behind the wrapper", got)
 	}
-	if got := strs(t, docker["helpers"]); !slices.Equal(got, []string{s.Docker + "/bin/docker", s.Docker + "/libexec/docker/docker"}) {
-		t.Errorf("docker.helpers = %v, want the CLI chain behind the wrapper", got)
+	if got := strs(t, docker["helpers"]); !slices.Equal(got, []string{"/run/wrappers/bin/docker"}) {
+		t.Errorf("docker.helpers = %v, want the setgid wrapper (the launcher)", got)
 	}
 	cfg := parseGenerated(t, s.TOML)
 	if cfg.Docker.Access != "setgid" || !slices.Equal(cfg.Supervise.Users, []string{"ai-worker"}) || !cfg.Supervise.FollowChildren {

@@ -59,6 +59,20 @@ func CheckSetgid(opts Options, clients []TrustedClient) (*SetgidAccess, error) {
 				s, groupName(st.Gid), gidFrom, groupName(gid))
 		}
 	}
+	// A setgid launcher is a helper that is itself set-group-ID (NixOS's security.wrappers
+	// program): it gives the group and then execs a client, which need not be setgid itself.
+	launcher := ""
+	for _, h := range opts.Helpers {
+		var st unix.Stat_t
+		if unix.Stat(h, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&unix.S_ISGID != 0 &&
+			st.Uid == 0 && st.Mode&0o022 == 0 && (!found || st.Gid == gid) {
+			launcher = h
+			if !found {
+				gid, gidFrom, found = st.Gid, "launcher "+h, true
+			}
+			break
+		}
+	}
 	for _, c := range clients {
 		if c.Binary != policy.BinDocker { // plugins are not setgid: they run with the group the CLI gives them
 			continue
@@ -69,7 +83,7 @@ func CheckSetgid(opts Options, clients []TrustedClient) (*SetgidAccess, error) {
 		}
 		fix := fmt.Sprintf("install it with \"dockwatch install-client --group %s\" or \"install -o root -g %s -m 2755\"",
 			groupNameOnly(gid, found), groupNameOnly(gid, found))
-		if st.Mode&unix.S_ISGID == 0 {
+		if st.Mode&unix.S_ISGID == 0 && launcher == "" {
 			return nil, fmt.Errorf("setgid access: client %s is not set-group-ID (mode %04o): %s", c.Path, st.Mode&0o7777, fix)
 		}
 		if st.Uid != 0 {
@@ -77,6 +91,9 @@ func CheckSetgid(opts Options, clients []TrustedClient) (*SetgidAccess, error) {
 		}
 		if st.Mode&0o022 != 0 {
 			return nil, fmt.Errorf("setgid access: client %s is writable by its group or others (mode %04o)", c.Path, st.Mode&0o7777)
+		}
+		if st.Mode&unix.S_ISGID == 0 {
+			continue // reached through the launcher, which carries the group
 		}
 		if !found {
 			gid, gidFrom, found = st.Gid, "client "+c.Path, true

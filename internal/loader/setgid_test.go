@@ -223,6 +223,23 @@ func TestCheckSetgid(t *testing.T) {
 			}
 		})
 	}
+	t.Run("launcher", func(t *testing.T) {
+		// NixOS: a setgid wrapper program (a helper) execs a client that is not setgid.
+		launcher := filepath.Join(env.dir, "docker-launcher")
+		copyFile(t, "/bin/true", launcher)
+		installSetgid(t, launcher, group.GID)
+		if err := check(opts(outsider.UID, plain, launcher)); err != nil {
+			t.Errorf("plain client behind a setgid launcher: %v", err)
+		}
+		wrongLauncher := filepath.Join(env.dir, "docker-launcher-wrong")
+		copyFile(t, "/bin/true", wrongLauncher)
+		installSetgid(t, wrongLauncher, other.GID)
+		want := fmt.Sprintf(`setgid access: client %s is not set-group-ID (mode 0755): install it with "dockwatch install-client --group %s" or "install -o root -g %s -m 2755"`,
+			plain, group.Name, group.Name)
+		if err := check(opts(outsider.UID, plain, wrongLauncher)); err == nil || err.Error() != want {
+			t.Errorf("launcher of another group:\n got %v\nwant %s", err, want)
+		}
+	})
 	t.Run("good", func(t *testing.T) {
 		o := opts(outsider.UID, good)
 		clients, err := ResolveClients(o.Clients, nil, nil)
