@@ -177,6 +177,17 @@ struct cls_trigger {
 	__u16 pad;
 };
 
+/*
+ * A lexicon lookup remembered: the key, and the value copied (not a pointer into the hash map,
+ * whose elements a reload may reuse). state: 0 empty, 1 found, 2 not found.
+ */
+#define LEX_MEMO 8
+struct cls_memo {
+	struct lex_key key;
+	struct lex_val val;
+	__u32 state;
+};
+
 /* Interpreter state. It lives in the scratch map because bpf_loop callbacks share it. */
 struct cls_state {
 	__u32 slot; /* scratch slot, for callbacks to find it again */
@@ -209,6 +220,8 @@ struct cls_state {
 	/* lowered key: l_k input bytes consumed, l_o output bytes */
 	__u32 l_off, l_len, l_k, l_o;
 	struct lex_key key;
+	/* lexicon answers of this classification: a long argv repeats its flags ("-e" ...) */
+	struct cls_memo memo[LEX_MEMO];
 };
 
 struct classify_scratch {
@@ -523,6 +536,8 @@ static __always_inline struct lex_val *cls_lookup(struct classify_scratch *s, __
 {
 	struct cls_state *st = &s->st;
 	struct lex_key *k = &st->key;
+	struct lex_val *lv;
+	struct cls_memo *m;
 	__u32 w;
 
 	if (len == 0 || len > LEX_NAME_MAX)
@@ -539,7 +554,24 @@ static __always_inline struct lex_val *cls_lookup(struct classify_scratch *s, __
 			v = low_bytes(ARGV_WORD(&s->argv, off + w * 8), len - w * 8);
 		store_word(&k->name[w * 8], v);
 	}
-	return bpf_map_lookup_elem(&lexicon, k);
+	/* A few remembered answers, by the name's first letter: a word compare is far cheaper
+	 * than hashing the 36-byte key. */
+	m = &st->memo[(k->name[0] ^ k->name[0] >> 3 ^ kind) & (LEX_MEMO - 1)];
+	if (m->state && load_word(&m->key) == load_word(k) &&
+	    load_word(&m->key.name[4]) == load_word(&k->name[4]) &&
+	    load_word(&m->key.name[12]) == load_word(&k->name[12]) &&
+	    load_word(&m->key.name[20]) == load_word(&k->name[20]) &&
+	    *(__u32 *)&m->key.name[28] == *(__u32 *)&k->name[28])
+		return m->state == 1 ? &m->val : NULL;
+	lv = bpf_map_lookup_elem(&lexicon, k);
+	m->key = *k;
+	if (!lv) {
+		m->state = 2;
+		return NULL;
+	}
+	m->val = *lv;
+	m->state = 1;
+	return &m->val;
 }
 
 #define CH2(a, b) ((__u64)(a) | (__u64)(b) << 8)
@@ -1362,6 +1394,8 @@ static __always_inline void classify(struct classify_scratch *s, __u32 bin, stru
 	st->node = 0;
 	st->stray = 0;
 	st->v_effect = 0;
+	for (k = 0; k < LEX_MEMO; k++)
+		st->memo[k].state = 0;
 	gen = bpf_map_lookup_elem(&table_gen, &zero);
 	st->gen = gen ? *gen & 1 : 0;
 	if (bin >= NUM_BINARIES) {

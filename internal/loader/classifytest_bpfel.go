@@ -92,6 +92,12 @@ type classifyTestClassifyScratch struct {
 		L_k       uint32
 		L_o       uint32
 		Key       classifyTestLexKey
+		Memo      [8]struct {
+			_     structs.HostLayout
+			Key   classifyTestLexKey
+			Val   classifyTestLexVal
+			State uint32
+		}
 	}
 	Argv struct {
 		_         structs.HostLayout

@@ -92,6 +92,12 @@ type dockwatchClassifyScratch struct {
 		L_k       uint32
 		L_o       uint32
 		Key       dockwatchLexKey
+		Memo      [8]struct {
+			_     structs.HostLayout
+			Key   dockwatchLexKey
+			Val   dockwatchLexVal
+			State uint32
+		}
 	}
 	Argv struct {
 		_         structs.HostLayout

@@ -8,10 +8,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/dockwatch/dockwatch/bench/argvshape"
 	"github.com/dockwatch/dockwatch/internal/policy"
 )
 
@@ -241,5 +243,37 @@ func TestExecHookVerifierCost(t *testing.T) {
 	t.Logf("dw_exec verifier: %s", strings.TrimSpace(m[0]))
 	if processed > verifierBudget {
 		t.Errorf("verifier processed %d instructions on dw_exec, budget %d", processed, verifierBudget)
+	}
+}
+
+// BenchmarkBPFClassifyLimits runs the classifier (prog.Run on the SEC("syscall") wrapper) on
+// the worst-case argv shapes of bench/argvshape: MaxTokens elements of one kind of option.
+func BenchmarkBPFClassifyLimits(b *testing.B) {
+	c := loadTestClassifier(b)
+	tab := compile(b, policy.DefaultPolicy())
+	loadTables(b, c, tab)
+	for _, shape := range argvshape.LimitShapes {
+		argv := shape.AtLimit()
+		raw := JoinArgv(argv)
+		b.Run(shape.Name, func(b *testing.B) {
+			want := tab.Eval(policy.BinDocker, argv)
+			var kernel time.Duration
+			const chunk = 1000
+			for done := 0; done < b.N; {
+				n := min(b.N-done, chunk)
+				got, err := c.Run(policy.BinDocker, raw, uint32(n))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got.Result != want {
+					b.Fatalf("bpf %+v, go %+v", got.Result, want)
+				}
+				kernel += got.Elapsed
+				done += n
+			}
+			b.ReportMetric(float64(kernel.Nanoseconds())/float64(b.N), "bpf-ns/op")
+			b.ReportMetric(float64(len(raw)), "argv-bytes")
+			b.ReportMetric(float64(len(argv)), "tokens")
+		})
 	}
 }
