@@ -140,9 +140,11 @@ static long env_word_step(__u32 idx, struct env_cb *cb)
 			return 1;
 		}
 		/* byte j flagged: data[base+j] is NUL, data[base+j+1..+2] is "LD" */
-		zeros = zero_bytes(ARGV_WORD(a, base)) &
-			zero_bytes(ARGV_WORD(a, base + 1) ^ ENV_W_L) &
-			zero_bytes(ARGV_WORD(a, base + 2) ^ ENV_W_D);
+		zeros = zero_bytes(ARGV_WORD(a, base));
+		if (!zeros)
+			continue;
+		zeros &= zero_bytes(ARGV_WORD(a, base + 1) ^ ENV_W_L) &
+			 zero_bytes(ARGV_WORD(a, base + 2) ^ ENV_W_D);
 		if (!zeros)
 			continue;
 		pos = base + lowest_flagged_byte(zeros) + 1;

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -112,8 +113,9 @@ func newExecHookEnv(b *testing.B) *execHookEnv {
 	return env
 }
 
-// execAs fork+execs path with argv and env as the supervised uid and waits for it.
-func execAs(b *testing.B, path string, argv, envv []string) syscall.WaitStatus {
+// execAs fork+execs path with argv and env (exactly as given: os/exec would drop duplicate
+// names) as the supervised uid and waits for it.
+func execAs(b testing.TB, path string, argv, envv []string) syscall.WaitStatus {
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env: envv,
 		Sys: &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testUID, Gid: testUID}},
@@ -275,5 +277,112 @@ func BenchmarkBPFClassifyLimits(b *testing.B) {
 			b.ReportMetric(float64(len(raw)), "argv-bytes")
 			b.ReportMetric(float64(len(argv)), "tokens")
 		})
+	}
+}
+
+// envTampers is the Go reference of env_tampered for an environment below ENV_MAX_BYTES: a
+// string that sets LD_PRELOAD, LD_AUDIT or LD_LIBRARY_PATH to something.
+func envTampers(envv []string) bool {
+	for _, e := range envv {
+		for _, name := range []string{"LD_PRELOAD=", "LD_AUDIT=", "LD_LIBRARY_PATH="} {
+			if strings.HasPrefix(e, name) && len(e) > len(name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// randomEnv is an environment of look-alikes of the loader variables ("LD", "LD_PRELOA",
+// "XLD_AUDIT=x", empty values ...) and padding that puts them at and around the 8 KiB chunk
+// boundaries of the scan, sometimes with one real loader variable in it.
+func randomEnv(r *rand.Rand) []string {
+	pieces := []string{"LD", "L", "LD_", "LD_PRELOAD", "LD_PRELOAD=", "LD_PRELOA", "LD_AUDIT",
+		"LD_AUDIT=", "LD_AUDITX=1", "LD_LIBRARY_PATH=", "LD_LIBRARY_PATHS=1", "XLD_PRELOAD=x",
+		"A=LD_PRELOAD=x", "LDX=1", "LANG=C", "LC_ALL=C", "", "=", "L=D", "LD=LD_AUDIT=x"}
+	real := []string{"LD_PRELOAD=x", "LD_AUDIT=/a.so", "LD_LIBRARY_PATH=/l"}
+	var envv []string
+	size := 0
+	n := 1 + r.IntN(40)
+	for range n {
+		var e string
+		switch k := r.IntN(10); {
+		case k < 6:
+			e = pieces[r.IntN(len(pieces))]
+		case k < 9:
+			// padding that ends right around a chunk boundary (8192 * m, minus the NUL)
+			target := 8192*(1+r.IntN(3)) - 20 + r.IntN(40)
+			if target <= size+2 {
+				continue
+			}
+			e = "P=" + strings.Repeat("x", min(target-size-3, 30000))
+		default:
+			if r.IntN(3) == 0 {
+				e = real[r.IntN(len(real))]
+			} else {
+				e = pieces[r.IntN(len(pieces))]
+			}
+		}
+		if size+len(e)+1 > 60000 {
+			break
+		}
+		envv = append(envv, e)
+		size += len(e) + 1
+	}
+	return envv
+}
+
+// envLayout describes an environment by the offset and contents of each string, padding
+// abbreviated.
+func envLayout(envv []string) string {
+	var b strings.Builder
+	off := 0
+	for _, e := range envv {
+		if len(e) > 40 {
+			fmt.Fprintf(&b, "  %6d: %q... (%d bytes)\n", off, e[:12], len(e))
+		} else {
+			fmt.Fprintf(&b, "  %6d: %q\n", off, e)
+		}
+		off += len(e) + 1
+	}
+	return b.String()
+}
+
+// TestEnvScanRandom checks the exec hook's environment scan (env_tampered in bpf/lsm.h)
+// against envTampers on random environments of look-alikes placed around its chunk
+// boundaries: a trusted client is killed exactly when its environment sets a loader variable.
+func TestEnvScanRandom(t *testing.T) {
+	requireEnforcement(t)
+	env := newTestEnv(t)
+	tables, err := policy.Compile(policy.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := env.options()
+	opts.Tables = tables
+	loadOrFail(t, opts)
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("DOCKWATCH_ENV_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	t.Logf("seed %d (rerun with DOCKWATCH_ENV_SEED=%d)", seed, seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	tampered := 0
+	const n = 1000
+	for i := range n {
+		envv := randomEnv(r)
+		want := envTampers(envv)
+		if want {
+			tampered++
+		}
+		ws := execAs(t, env.client, []string{"docker", "ps"}, envv)
+		if got := ws.Signaled() && ws.Signal() == syscall.SIGKILL; got != want {
+			t.Fatalf("environment %d (%d strings, %d bytes): killed %v, want %v\n%s", i, len(envv),
+				len(strings.Join(envv, "\x00"))+1, got, want, envLayout(envv))
+		}
+	}
+	t.Logf("%d environments, %d setting a loader variable", n, tampered)
+	if tampered == 0 || tampered == n {
+		t.Errorf("%d of %d environments set a loader variable: the generator tests one side only", tampered, n)
 	}
 }
