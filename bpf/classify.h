@@ -710,34 +710,47 @@ static long cls_strip_step(__u32 idx, struct cls_cb *cb)
 	return 1;
 }
 
-/* Finds "//", "/./", "/../", a trailing "/." or "/.." in the candidate's first c_L bytes. */
+#define W_SLASH 0x2f2f2f2f2f2f2f2fULL /* "////////" */
+#define W_DOT 0x2e2e2e2e2e2e2e2eULL   /* "........" */
+
+/* The top bit of byte p of a word, p in 0..7; 0 for any other p. */
+static __always_inline __u64 byte_flag(__u32 p)
+{
+	return p < 8 ? 0x80ULL << (p * 8) : 0;
+}
+
+/*
+ * Finds "//", "/./", "/../", a trailing "/." or "/.." in the candidate's first c_L bytes, eight
+ * positions idx (with idx + 1 < c_L) per round: byte j of each mask stands for idx = base + j.
+ * Bytes at c_L and after are not the candidate's; they only decide a position that the end
+ * decides anyway (a "/." right before c_L).
+ */
 static long cls_canon_step(__u32 idx, struct cls_cb *cb)
 {
 	struct classify_scratch *s = scratch_of(cb);
 	struct argv_buf *a;
-	__u32 L, off;
+	__u32 L, off, base = idx * 8;
+	__u64 sl0, w1, w2, nc;
 
 	if (!s)
 		return 1;
 	a = &s->argv;
 	L = s->st.c_L;
-	off = s->st.c_off + idx;
-	if (idx + 1 >= L)
+	off = s->st.c_off + base;
+	if (base + 1 >= L)
 		return 1;
-	if (ARGV_BYTE(a, off) != '/')
+	sl0 = zero_bytes(ARGV_WORD(a, off) ^ W_SLASH);
+	if (!sl0)
 		return 0;
-	if (ARGV_BYTE(a, off + 1) == '/')
-		goto noncanonical;
-	if (ARGV_BYTE(a, off + 1) != '.')
+	w1 = ARGV_WORD(a, off + 1);
+	w2 = ARGV_WORD(a, off + 2);
+	nc = zero_bytes(w1 ^ W_SLASH) |
+	     (zero_bytes(w1 ^ W_DOT) & (zero_bytes(w2 ^ W_SLASH) | byte_flag(L - 2 - base) |
+					(zero_bytes(w2 ^ W_DOT) &
+					 (zero_bytes(ARGV_WORD(a, off + 3) ^ W_SLASH) |
+					  byte_flag(L - 3 - base)))));
+	if (!low_bytes(sl0 & nc, L - 1 - base))
 		return 0;
-	if (idx + 2 == L || ARGV_BYTE(a, off + 2) == '/')
-		goto noncanonical;
-	if (ARGV_BYTE(a, off + 2) != '.')
-		return 0;
-	if (idx + 3 == L || ARGV_BYTE(a, off + 3) == '/')
-		goto noncanonical;
-	return 0;
-noncanonical:
 	s->st.c_path = PATH_SENSITIVE;
 	return 1;
 }
@@ -769,7 +782,7 @@ static __always_inline void cls_path_class(struct classify_scratch *s, struct cl
 		return;
 	}
 	st->c_path = PATH_COMPARE;
-	bpf_loop(VALUE_MAX, cls_canon_step, cb, 0);
+	bpf_loop(VALUE_MAX / 8, cls_canon_step, cb, 0);
 }
 
 /*
