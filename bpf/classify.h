@@ -205,7 +205,7 @@ struct cls_state {
 	/* shorthand cluster at token t_idx */
 	__u32 t_idx, t_off, t_len, j;
 	/* MATCH of one value */
-	__u32 m_off, m_len, m_fstart, m_eq;
+	__u32 m_off, m_len, m_fstart, m_eq, m_pos;
 	__u16 m_pat;
 	__u8 m_npat, m_extract, m_hit;
 	__u8 pad1[3];
@@ -947,27 +947,52 @@ static __always_inline int cls_keymatch(struct classify_scratch *s, struct cls_c
 	return st->c_hit;
 }
 
-/* One byte of a comma separated value; idx == m_len ends the last field. */
-static long cls_csv_step(__u32 idx, struct cls_cb *cb)
+#define W_COMMA 0x2c2c2c2c2c2c2c2cULL /* ",,,,,,,," */
+#define W_EQ 0x3d3d3d3d3d3d3d3dULL    /* "========" */
+#define W_QUOTE 0x2222222222222222ULL /* the '"' byte eight times */
+
+/*
+ * The next byte of a comma separated value that does something, from m_pos: a ',' (or the end,
+ * m_len, which ends the last field) or the first '=' of a field; the bytes in between are
+ * passed eight at a time. A '"' anywhere makes the value match, whatever its fields do, so
+ * one in the bytes looked at ends the scan at once.
+ */
+static long cls_csv_step(__u32 i, struct cls_cb *cb)
 {
 	struct classify_scratch *s = scratch_of(cb);
 	struct cls_state *st;
-	__u32 fstart, eq;
+	__u32 fstart, eq, p, idx;
+	__u64 w, ev;
 	__u8 c = ',';
 	int hit;
 
 	if (!s)
 		return 1;
 	st = &s->st;
-	if (idx > st->m_len)
+	p = st->m_pos;
+	if (p > st->m_len)
 		return 1;
-	if (idx < st->m_len)
-		c = ARGV_BYTE(&s->argv, st->m_off + idx);
-	if (c == '"') {
+	w = ARGV_WORD(&s->argv, st->m_off + p);
+	if (low_bytes(zero_bytes(w ^ W_QUOTE), st->m_len - p)) {
 		/* Docker reads these with encoding/csv; quoting is not modelled: match. */
 		st->m_hit = 1;
 		return 1;
 	}
+	ev = zero_bytes(w ^ W_COMMA);
+	if (st->m_eq == NOT_FOUND)
+		ev |= zero_bytes(w ^ W_EQ);
+	ev = low_bytes(ev, st->m_len - p);
+	if (ev) {
+		idx = p + lowest_flagged_byte(ev);
+	} else if (p + 8 > st->m_len) {
+		idx = st->m_len;
+	} else {
+		st->m_pos = p + 8;
+		return 0;
+	}
+	st->m_pos = idx + 1;
+	if (idx < st->m_len)
+		c = ARGV_BYTE(&s->argv, st->m_off + idx);
 	if (c == '=' && st->m_eq == NOT_FOUND)
 		st->m_eq = idx;
 	if (c != ',')
@@ -1023,6 +1048,7 @@ static __always_inline int cls_match(struct classify_scratch *s, struct cls_cb *
 		st->m_off = off;
 		st->m_len = len;
 		st->m_fstart = 0;
+		st->m_pos = 0;
 		st->m_eq = NOT_FOUND;
 		st->m_hit = 0;
 		bpf_loop(VALUE_MAX + 1, cls_csv_step, cb, 0);

@@ -70,6 +70,7 @@ type dockwatchClassifyScratch struct {
 		M_len     uint32
 		M_fstart  uint32
 		M_eq      uint32
+		M_pos     uint32
 		M_pat     uint16
 		M_npat    uint8
 		M_extract uint8
@@ -99,6 +100,7 @@ type dockwatchClassifyScratch struct {
 			State uint32
 		}
 	}
+	_    [4]byte
 	Argv struct {
 		_         structs.HostLayout
 		Ntok      uint32
