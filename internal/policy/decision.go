@@ -60,6 +60,9 @@ func (t *Tables) Explain(bin Binary, argv []string, r Result) Decision {
 	if cmd == "" {
 		cmd = bin.String()
 	}
+	// Effect names are a command path ("docker container exec") or a path and a flag
+	// ("docker run --privileged").
+	path, _, isFlag := strings.Cut(name, " --")
 	switch {
 	case r.Verdict == VerdictUndecided:
 		d.Reason = fmt.Sprintf("argv too long to classify (%d elements, %d bytes; limits %d and %d)",
@@ -69,16 +72,16 @@ func (t *Tables) Explain(bin Binary, argv []string, r Result) Decision {
 	case r.Rule == RuleUnknown:
 		d.Reason = fmt.Sprintf("%s does not know %s here (at %q): unknown command, plugin or flag, or a malformed argument",
 			bin, quoteTok(tok), cmd)
-	case r.Rule == RuleBlockedSubcommand && r.Token == 0 || r.Rule != RuleNone && strings.HasSuffix(name, cmd) && !strings.Contains(name, "--"):
-		d.Reason = fmt.Sprintf("%q is a blocked operation", cmd)
-	case r.Rule == RuleBlockedSubcommand && !strings.Contains(name, "--"):
-		d.Reason = fmt.Sprintf("%q is blocked (%s)", cmd, name)
-	case r.Rule == RuleBlockedSubcommand:
+	case r.Rule == RuleBlockedSubcommand && isFlag:
 		d.Reason = fmt.Sprintf("%s makes %q a blocked operation", flagOf(name, tok), cmd)
-	case r.Rule == RuleEscape && !strings.Contains(name, "--"):
-		d.Reason = fmt.Sprintf("%q can give a container the host", cmd)
-	case r.Rule == RuleEscape:
+	case r.Rule == RuleBlockedSubcommand && int(r.Node) < len(t.NodePath) && path == t.NodePath[r.Node]:
+		d.Reason = fmt.Sprintf("%q is a blocked operation", cmd)
+	case r.Rule == RuleBlockedSubcommand:
+		d.Reason = fmt.Sprintf("%q is blocked with everything under %q", cmd, strings.TrimPrefix(strings.TrimPrefix(path, "docker"), " "))
+	case r.Rule == RuleEscape && isFlag:
 		d.Reason = fmt.Sprintf("%s lets the container reach the host", flagOf(name, tok))
+	case r.Rule == RuleEscape:
+		d.Reason = fmt.Sprintf("%q can give a container the host", cmd)
 	default:
 		d.Reason = fmt.Sprintf("%q is allowed", cmd)
 	}
@@ -90,7 +93,7 @@ func (t *Tables) Explain(bin Binary, argv []string, r Result) Decision {
 
 func flagOf(effectName, tok string) string {
 	_, flag, _ := strings.Cut(effectName, " --")
-	if tok != "" {
+	if tok != "" && tok != "--"+flag {
 		return fmt.Sprintf("--%s (%s)", flag, quoteTok(tok))
 	}
 	return "--" + flag
