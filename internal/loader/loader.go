@@ -157,13 +157,9 @@ func (e *Enforcer) loadPlan(opts Options, socks []protectedSocket) error {
 		}
 		return nil
 	}
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := newCollection(spec, ebpf.CollectionOptions{})
 	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("bpf objects: %w\n%+v", err, ve)
-		}
-		return fmt.Errorf("bpf objects: %w", err)
+		return err
 	}
 	e.coll = coll
 	if err := e.fill(opts, socks); err != nil {
@@ -445,4 +441,17 @@ func resolveSockets(paths []string) ([]protectedSocket, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// newCollection loads spec, printing a verifier error's whole log (%+v) so it is not lost.
+func newCollection(spec *ebpf.CollectionSpec, opts ebpf.CollectionOptions) (*ebpf.Collection, error) {
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("bpf objects: %w\n%+v", err, ve)
+		}
+		return nil, fmt.Errorf("bpf objects: %w", err)
+	}
+	return coll, nil
 }

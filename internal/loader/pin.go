@@ -233,13 +233,9 @@ func (e *Enforcer) loadPinned(opts Options, spec *ebpf.CollectionSpec, cfg any, 
 		return nil
 	}
 
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+	coll, err := newCollection(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("bpf objects: %w\n%+v", err, ve)
-		}
-		return fmt.Errorf("bpf objects: %w", err)
+		return err
 	}
 	e.coll = coll
 	if err := e.syncConfig(opts, socks); err != nil {
